@@ -1,0 +1,644 @@
+"""The stack config: one closed, typed model parsed once before any resource is registered.
+
+Every section the platform needs lives here, so a typo or an out-of-range value in
+``Pulumi.<stack>.yaml`` fails fast with the key path, the value and what is allowed, instead of
+half-way through ``pulumi up``. Keys are camelCase in YAML (Pulumi's convention) and snake_case in
+Python. Each top-level field is one Pulumi config key ``qframe-research:<field>``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from infra.quantities import parse_quantity
+
+PROJECT = "qframe-research"
+
+# --------------------------------------------------------------------------------------------
+# Scalar types with their own rules
+# --------------------------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_REGISTRY = re.compile(r"^[a-z0-9]+([._:/-][a-z0-9]+)*$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _label_key(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if prefix and (len(prefix) > 253 or not all(_dns_label_ok(part) for part in prefix.split("."))):
+        raise ValueError(f"label key {value!r} has an invalid prefix; use a DNS subdomain such as example.com/")
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"label key {value!r} is invalid: the name part takes at most 63 letters, digits, '-', '_', '.'"
+        )
+    return value
+
+
+def _dns_label_ok(part: str) -> bool:
+    return len(part) <= 63 and bool(_DNS_LABEL.match(part))
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"label value {value!r} is invalid: at most 63 letters, digits, '-', '_', '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _image_tag(value: str) -> str:
+    if value == "latest":
+        raise ValueError("'latest' is not a pinned tag; name an exact version such as 0.1.0 or a sha256 digest")
+    if not (_IMAGE_TAG.match(value) or _DIGEST.match(value)):
+        raise ValueError(f"{value!r} is not an image tag; use letters, digits, '.', '_', '-' or sha256:<64 hex>")
+    return value
+
+
+def _registry(value: str) -> str:
+    if not _REGISTRY.match(value):
+        raise ValueError(
+            f"{value!r} is not an image registry prefix; use lowercase path segments such as 'qframe' "
+            "or '<registry-host>/qframe', without a trailing '/'"
+        )
+    return value
+
+
+def _bucket(value: str) -> str:
+    ip_like = True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        ip_like = False
+    if not _BUCKET.match(value) or ".." in value or ip_like or value.startswith("xn--"):
+        raise ValueError(
+            f"{value!r} is not a valid S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit, not an IP address"
+        )
+    return value
+
+
+def _cpu(value: str) -> str:
+    if parse_quantity(value) <= 0:
+        raise ValueError(f"cpu {value!r} must be greater than zero")
+    return value
+
+
+def _memory(value: str) -> str:
+    if parse_quantity(value) < 2**20:
+        raise ValueError(f"memory {value!r} is below 1Mi; write e.g. 512Mi or 2Gi (a bare number means bytes)")
+    return value
+
+
+def _storage(value: str) -> str:
+    if parse_quantity(value) < 2**30:
+        raise ValueError(f"storage size {value!r} is below 1Gi; write e.g. 10Gi")
+    return value
+
+
+def _matches(pattern: re.Pattern[str], what: str, example: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}; expected something like {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+ImageTag = Annotated[str, AfterValidator(_image_tag)]
+Registry = Annotated[str, AfterValidator(_registry)]
+BucketName = Annotated[str, AfterValidator(_bucket)]
+Cpu = Annotated[str, AfterValidator(_cpu)]
+Memory = Annotated[str, AfterValidator(_memory)]
+Storage = Annotated[str, AfterValidator(_storage)]
+TopicName = Annotated[str, _matches(_TOPIC, "a Kafka topic name", "market-data.1m")]
+AwsRegion = Annotated[str, _matches(_AWS_REGION, "an AWS region", "eu-west-1")]
+SubnetId = Annotated[str, _matches(_SUBNET, "a subnet id", "subnet-0a1b2c3d4e5f60718")]
+SecurityGroupId = Annotated[str, _matches(_SECURITY_GROUP, "a security group id", "sg-0a1b2c3d4e5f60718")]
+KmsKeyArn = Annotated[str, _matches(_KMS_ARN, "a KMS key or alias ARN", "arn:aws:kms:eu-west-1:123456789012:key/...")]
+IamName = Annotated[str, _matches(_IAM_NAME, "an IAM role or user name", "qframe-research")]
+Username = Annotated[str, _matches(_USERNAME, "a user name", "alice")]
+
+
+class RuleError(ValueError):
+    """A cross-field rule broken at ``at`` (a camelCase path relative to the model that raised it).
+
+    pydantic reports model-level errors at the model's own location; carrying the exact key lets
+    the error message point at ``dask.minWorkers`` instead of the whole ``dask`` section.
+    """
+
+    def __init__(self, at: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.at = at
+        self.value = value
+
+
+def _require_unique(section: str, field: str, values: list[str]) -> None:
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            raise RuleError(
+                f"{section}[{index}].{field}", value, f"repeats an earlier {field}; {field}s must be unique"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+class Closed(BaseModel):
+    """Base for every section: unknown keys are errors, YAML keys are camelCase, models are frozen."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        validate_default=True,
+    )
+
+
+class ResourceAmounts(Closed):
+    cpu: Cpu
+    memory: Memory
+
+
+class Resources(Closed):
+    """Container requests and limits; every workload gets both (a security rule of the platform)."""
+
+    requests: ResourceAmounts
+    limits: ResourceAmounts
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Self:
+        for field in ("cpu", "memory"):
+            request, limit = getattr(self.requests, field), getattr(self.limits, field)
+            if parse_quantity(request) > parse_quantity(limit):
+                raise RuleError(f"requests.{field}", request, f"must not exceed limits.{field} ({limit})")
+        return self
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Any:
+    return Field(
+        default_factory=lambda: Resources(
+            requests=ResourceAmounts(cpu=cpu, memory=memory),
+            limits=ResourceAmounts(cpu=cpu_limit, memory=memory_limit),
+        )
+    )
+
+
+class ImageTags(Closed):
+    """One pinned tag per image recipe in images/; the registry prefix is shared."""
+
+    minio: ImageTag = "0.1.0"
+    postgres: ImageTag = "0.1.0"
+    kafka: ImageTag = "0.1.0"
+    mlflow: ImageTag = "0.1.0"
+    jupyterhub: ImageTag = "0.1.0"
+    notebook: ImageTag = "0.1.0"
+    dask_worker: ImageTag = "0.1.0"
+    ray_worker: ImageTag = "0.1.0"
+    tools: ImageTag = "0.1.0"
+
+
+class Images(Closed):
+    registry: Registry = "qframe"
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    tags: ImageTags = Field(default_factory=ImageTags)
+
+    def ref(self, image: str) -> str:
+        """Full image reference for one of the images in ``tags``."""
+        tag = getattr(self.tags, image)
+        separator = "@" if tag.startswith("sha256:") else ":"
+        return f"{self.registry}/{image.replace('_', '-')}{separator}{tag}"
+
+
+class Buckets(Closed):
+    data_lake: BucketName = "qframe-data-lake"
+    mlflow_artifacts: BucketName = "qframe-mlflow-artifacts"
+    scratch_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9!_.*'()-]+/$")] = "scratch/"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.data_lake == self.mlflow_artifacts:
+            raise RuleError("mlflowArtifacts", self.mlflow_artifacts, "must be a different bucket than dataLake")
+        return self
+
+
+class MinioSettings(Closed):
+    storage: Storage = "10Gi"
+    resources: Resources = _resources("100m", "256Mi", "1", "1Gi")
+
+
+class IamPrincipal(Closed):
+    kind: Literal["role", "user"] = "role"
+    name: IamName
+
+
+class S3Settings(Closed):
+    kms_key_arn: KmsKeyArn | None = None
+    scratch_expiration_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    force_destroy: bool = False
+    principal: IamPrincipal | None = None
+
+
+class ObjectStore(Closed):
+    kind: Literal["minio", "s3"] = "minio"
+    buckets: Buckets = Field(default_factory=Buckets)
+    minio: MinioSettings = Field(default_factory=MinioSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+
+class InClusterPostgres(Closed):
+    storage: Storage = "5Gi"
+    resources: Resources = _resources("100m", "256Mi", "1", "1Gi")
+
+
+class RdsSettings(Closed):
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = "db.t4g.micro"
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = "16.4"
+    allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = 20
+    backup_retention_days: Annotated[int, Field(ge=0, le=35)] = 7
+    multi_az: bool = False
+    subnet_ids: list[SubnetId] = Field(default_factory=list)
+    security_group_ids: list[SecurityGroupId] = Field(default_factory=list)
+
+
+class Postgres(Closed):
+    kind: Literal["in-cluster", "rds"] = "in-cluster"
+    in_cluster: InClusterPostgres = Field(default_factory=InClusterPostgres)
+    rds: RdsSettings = Field(default_factory=RdsSettings)
+
+
+class KafkaTopic(Closed):
+    name: TopicName
+    partitions: Annotated[int, Field(ge=1, le=1000)] = 3
+    retention_hours: Annotated[int, Field(ge=-1, le=24 * 365 * 10)] = 168
+    replication_factor: Annotated[int, Field(ge=1, le=9)] | None = None
+
+    @model_validator(mode="after")
+    def _retention_not_zero(self) -> Self:
+        if self.retention_hours == 0:
+            raise RuleError("retentionHours", 0, "would delete every message at once; use -1 (unlimited) or >= 1")
+        return self
+
+
+def _default_topics() -> list[KafkaTopic]:
+    return [
+        KafkaTopic(name=f"market-data.{timeframe}", partitions=3, retention_hours=hours)
+        for timeframe, hours in (("1m", 72), ("1h", 720), ("1d", -1))
+    ]
+
+
+class Kafka(Closed):
+    replicas: Annotated[int, Field(ge=1, le=9)] = 1
+    storage: Storage = "5Gi"
+    resources: Resources = _resources("200m", "768Mi", "1", "1536Mi")
+    topics: list[KafkaTopic] = Field(default_factory=_default_topics)
+
+    @model_validator(mode="after")
+    def _quorum_and_topics(self) -> Self:
+        # Every replica also votes in the KRaft controller quorum; an even count adds a node
+        # without adding fault tolerance, which is never what the operator wanted.
+        if self.replicas > 1 and self.replicas % 2 == 0:
+            raise RuleError(
+                "replicas",
+                self.replicas,
+                f"every replica votes in the KRaft quorum and an even size tolerates no more failures "
+                f"than {self.replicas - 1}; use an odd count (1, 3, 5)",
+            )
+        seen: set[str] = set()
+        for index, topic in enumerate(self.topics):
+            if topic.name in seen:
+                raise RuleError(f"topics[{index}].name", topic.name, "is listed twice; topic names must be unique")
+            seen.add(topic.name)
+            if topic.replication_factor is not None and topic.replication_factor > self.replicas:
+                raise RuleError(
+                    f"topics[{index}].replicationFactor",
+                    topic.replication_factor,
+                    f"exceeds kafka.replicas ({self.replicas}); a topic cannot have more replicas than brokers",
+                )
+        return self
+
+
+class Mlflow(Closed):
+    enabled: bool = True
+    replicas: Annotated[int, Field(ge=1, le=10)] = 1
+    resources: Resources = _resources("100m", "512Mi", "1", "1Gi")
+
+
+class NotebookProfile(Closed):
+    slug: DnsLabel
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    cpu: Cpu = "1"
+    memory: Memory = "2Gi"
+    default: bool = False
+
+
+def _default_profiles() -> list[NotebookProfile]:
+    return [
+        NotebookProfile(slug="small", display_name="Small (1 CPU, 2 GiB)", cpu="1", memory="2Gi", default=True),
+        NotebookProfile(slug="medium", display_name="Medium (2 CPU, 8 GiB)", cpu="2", memory="8Gi"),
+    ]
+
+
+class JupyterHubAuth(Closed):
+    kind: Literal["dummy", "native", "github", "generic-oauth"] = "dummy"
+    admin_users: list[Username] = Field(default_factory=lambda: ["admin"])
+    allowed_users: list[Username] = Field(default_factory=list)
+
+
+class JupyterHub(Closed):
+    enabled: bool = True
+    auth: JupyterHubAuth = Field(default_factory=JupyterHubAuth)
+    profiles: list[NotebookProfile] = Field(default_factory=_default_profiles)
+    idle_cull_seconds: Annotated[int, Field(ge=300, le=7 * 24 * 3600)] = 3600
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Self:
+        if not self.profiles:
+            raise RuleError("profiles", [], "is empty; list at least one notebook profile")
+        _require_unique("profiles", "slug", [p.slug for p in self.profiles])
+        defaults = [index for index, profile in enumerate(self.profiles) if profile.default]
+        if len(defaults) > 1:
+            raise RuleError(
+                f"profiles[{defaults[1]}].default",
+                True,
+                f"profiles[{defaults[0]}] is already the default; mark exactly one profile (or none)",
+            )
+        if self.auth.kind != "dummy" and not self.auth.admin_users:
+            raise RuleError("auth.adminUsers", [], f"is empty; auth kind {self.auth.kind!r} needs at least one admin")
+        return self
+
+
+class DaskWorker(Closed):
+    cpu: Cpu = "1"
+    memory: Memory = "2Gi"
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Dask(Closed):
+    enabled: bool = True
+    min_workers: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_workers: Annotated[int, Field(ge=1, le=1000)] = 2
+    worker: DaskWorker = Field(default_factory=DaskWorker)
+    idle_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 1800
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Self:
+        if self.min_workers > self.max_workers:
+            raise RuleError("minWorkers", self.min_workers, f"must be <= maxWorkers ({self.max_workers})")
+        return self
+
+
+class RayWorkerGroup(Closed):
+    name: DnsLabel
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 2
+    cpu: Cpu = "1"
+    memory: Memory = "2Gi"
+    gpus: Annotated[int, Field(ge=0, le=16)] = 0
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise RuleError("minReplicas", self.min_replicas, f"must be <= maxReplicas ({self.max_replicas})")
+        return self
+
+
+def _default_groups() -> list[RayWorkerGroup]:
+    return [RayWorkerGroup(name="cpu", min_replicas=0, max_replicas=2)]
+
+
+class Ray(Closed):
+    enabled: bool = True
+    head: Resources = _resources("500m", "1Gi", "1", "2Gi")
+    worker_groups: list[RayWorkerGroup] = Field(default_factory=_default_groups)
+    idle_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 600
+
+    @model_validator(mode="after")
+    def _groups_unique(self) -> Self:
+        if not self.worker_groups:
+            raise RuleError("workerGroups", [], "is empty; define at least one group")
+        _require_unique("workerGroups", "name", [g.name for g in self.worker_groups])
+        return self
+
+
+class Aws(Closed):
+    region: AwsRegion
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _no_reserved_tags(self) -> Self:
+        reserved = sorted(k for k in self.tags if k.lower().startswith("aws:"))
+        if reserved:
+            raise RuleError(
+                f"tags.{reserved[0]}",
+                self.tags[reserved[0]],
+                "tag keys starting with 'aws:' are reserved by AWS",
+            )
+        return self
+
+
+class StackConfig(Closed):
+    """The whole stack. Defaults describe the laptop-sized dev stack."""
+
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    namespace: DnsLabel = "qframe"
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    protect_stateful: bool = False
+    images: Images = Field(default_factory=Images)
+    object_store: ObjectStore = Field(default_factory=ObjectStore)
+    postgres: Postgres = Field(default_factory=Postgres)
+    kafka: Kafka = Field(default_factory=Kafka)
+    mlflow: Mlflow = Field(default_factory=Mlflow)
+    jupyterhub: JupyterHub = Field(default_factory=JupyterHub)
+    dask: Dask = Field(default_factory=Dask)
+    ray: Ray = Field(default_factory=Ray)
+    aws: Aws | None = None
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> Self:
+        for kind_key, kind, needs_aws in (
+            ("objectStore.kind", self.object_store.kind, self.object_store.kind == "s3"),
+            ("postgres.kind", self.postgres.kind, self.postgres.kind == "rds"),
+        ):
+            if needs_aws and self.aws is None:
+                raise RuleError(
+                    kind_key,
+                    kind,
+                    f"needs an AWS account: also set {PROJECT}:aws with at least a region, "
+                    "e.g. aws: {region: eu-west-1}",
+                )
+        if self.postgres.kind == "rds":
+            rds = self.postgres.rds
+            if len(rds.subnet_ids) < 2:
+                raise RuleError(
+                    "postgres.rds.subnetIds",
+                    rds.subnet_ids,
+                    "an RDS subnet group needs at least two subnets in different availability zones",
+                )
+            if not rds.security_group_ids:
+                raise RuleError("postgres.rds.securityGroupIds", [], "is empty; name the security group(s) for RDS")
+        if self.jupyterhub.auth.kind == "dummy" and self.environment != "dev":
+            raise RuleError(
+                "jupyterhub.auth.kind",
+                "dummy",
+                f"accepts any password and is allowed only with environment: dev (this stack is "
+                f"{self.environment}); choose native, github or generic-oauth",
+            )
+        for key, label in self.labels.items():
+            if key.startswith("app.kubernetes.io/"):
+                raise RuleError(
+                    f"labels.{key}",
+                    label,
+                    "app.kubernetes.io/* labels are set by the platform itself; choose another key "
+                    "such as team or cost-center",
+                )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and error reporting
+# --------------------------------------------------------------------------------------------
+
+
+class StackConfigError(ValueError):
+    """A stack config that cannot be deployed; the message is written for the person who edits it."""
+
+
+def parse_raw_config(raw: Mapping[str, Any], *, stack: str = "dev") -> StackConfig:
+    """Builds the model from Pulumi's flat config map (``{"qframe-research:dask": "<json>"}``).
+
+    Keys of other namespaces (``kubernetes:context``, ``aws:region``) belong to providers and are
+    left alone. Structured values arrive from the Pulumi engine as JSON text, scalars as text.
+    """
+    sections: dict[str, Any] = {}
+    for key, value in raw.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT or not name:
+            continue
+        sections[name] = _decode(value)
+    try:
+        return StackConfig.model_validate(sections)
+    except ValidationError as exc:
+        raise StackConfigError(format_errors(exc, stack=stack)) from None
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The camelCase keys allowed at the parent of ``loc`` (for 'unknown key' messages)."""
+    model: Any = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+        if model is None:
+            return []
+    return sorted((f.alias or n) for n, f in model.model_fields.items())
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _split_path(path: str) -> tuple[int | str, ...]:
+    """``"topics[2].name"`` -> ``("topics", 2, "name")``."""
+    parts: list[int | str] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return tuple(parts)
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """``("dask", "maxWorkers")`` -> ``qframe-research:dask.maxWorkers``; list items as ``[i]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return f"{PROJECT}:{text}" if text else f"{PROJECT} (whole stack)"
+
+
+def format_errors(exc: ValidationError, *, stack: str) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = error["msg"].removeprefix("Value error, ")
+        rule = error.get("ctx", {}).get("error")
+        if isinstance(rule, RuleError):
+            loc = (*loc, *_split_path(rule.at))
+            lines.append(f"  - {key_path(loc)} = {json.dumps(rule.value, default=str)}: {message}")
+            continue
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            message = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        value = "" if error["type"] == "missing" else f" = {json.dumps(error.get('input'), default=str)}"
+        if error["type"] in ("model_type", "dict_type"):
+            value = ""
+        lines.append(f"  - {key_path(loc)}{value}: {message}")
+    count = len(lines)
+    return (
+        f"Stack config of stack '{stack}' is invalid ({count} problem{'s' if count != 1 else ''}); "
+        "nothing was deployed.\n"
+        + "\n".join(lines)
+        + f"\nFix it in Pulumi.{stack}.yaml, or with `pulumi config set --path '<key>' <value>` "
+        f"(keys above without the '{PROJECT}:' prefix)."
+    )

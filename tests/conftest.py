@@ -1,0 +1,9 @@
+"""Shared test setup: the pinned tools in .tools/bin come first on PATH for every tier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TOOLS_BIN = Path(__file__).resolve().parents[1] / ".tools" / "bin"
+os.environ["PATH"] = f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}"

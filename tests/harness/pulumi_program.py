@@ -1,0 +1,206 @@
+"""Run the whole Pulumi program under ``pulumi.runtime.set_mocks`` and return everything it registered.
+
+Tests assert over *all* registered resources (type, name, inputs, parent, options) instead of
+poking at one component at a time, so a component added later is covered by the same checks.
+Each run happens in a fresh ``contextvars.Context``: Pulumi keeps its settings, config and root
+stack in context variables, so runs never leak into each other.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import PROJECT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One resource as the engine would have received it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool = False
+    retain_on_delete: bool = False
+    depends_on: tuple[str, ...] = ()
+    additional_secret_outputs: tuple[str, ...] = ()
+    provider: str = ""
+    secret_inputs: frozenset[str] = frozenset()
+
+
+@dataclass
+class ProgramRun:
+    """Everything one program run registered, in registration order, plus the stack outputs."""
+
+    stack: str
+    resources: list[Registered] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name: str | None = None) -> Registered:
+        found = [r for r in self.of_type(type_token) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_token)]
+            raise AssertionError(f"expected one {type_token} named {name!r}, found {len(found)} among {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        for resource in self.resources:
+            if resource.urn == urn:
+                return resource
+        raise KeyError(urn)
+
+    def ancestors(self, resource: Registered) -> Iterator[Registered]:
+        urn = resource.parent
+        while urn and not urn.endswith(f"::pulumi:pulumi:Stack::{PROJECT}-{self.stack}"):
+            parent = self.by_urn(urn)
+            yield parent
+            urn = parent.parent
+
+
+class _EchoMocks(pulumi.runtime.Mocks):
+    """Resources echo their inputs as state and get a stable id; invokes return nothing."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, plus a record of each request (the mock args alone lack parent/options)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: ProgramRun) -> None:
+        super().__init__(mocks)
+        self._run = run
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw_inputs = rpc.deserialize_properties(request.object)
+            self._run.resources.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    inputs={key: _unwrap_secrets(value) for key, value in raw_inputs.items()},
+                    secret_inputs=frozenset(key for key, value in raw_inputs.items() if _holds_secret(value)),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    depends_on=tuple(request.dependencies),
+                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                    provider=request.provider,
+                )
+            )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if "::pulumi:pulumi:Stack::" in request.urn:
+            outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+            self._run.outputs = {key: _unwrap_secrets(value) for key, value in outputs.items()}
+            self._run.secret_outputs = {key for key, value in outputs.items() if _holds_secret(value)}
+        return super().RegisterResourceOutputs(request)
+
+
+def _holds_secret(value: Any) -> bool:
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+def load_stack_file(path: Path) -> dict[str, str]:
+    """Pulumi's flat config map for a stack file: structured values as JSON text, scalars as text."""
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            raise ValueError(f"{path}: {key} is an encrypted value; fixture stacks must not hold secrets")
+        if isinstance(value, dict | list):
+            flat[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            flat[key] = "true" if value else "false"
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def stack_name_of(path: Path) -> str:
+    """``Pulumi.dev.yaml`` -> ``dev``; ``kafka.error.even-replicas.yaml`` -> ``kafka``."""
+    name = path.name.removesuffix(".yaml")
+    return name.removeprefix("Pulumi.").split(".")[0]
+
+
+def run_program(
+    stack_file: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    program: Callable[[], None] | None = None,
+) -> ProgramRun:
+    """Runs ``infra.program.main`` (or ``program``) for one stack file and records what it registered.
+
+    ``overrides`` replace top-level config sections (``{"dask": {...}}``) for "what if" tests.
+    Exceptions raised by the program (e.g. a ``StackConfigError``) propagate to the caller; the
+    run's record is then attached to the exception as ``exc.program_run`` so tests can prove that
+    nothing was registered before the failure.
+    """
+    config = load_stack_file(stack_file)
+    for key, value in (overrides or {}).items():
+        config[f"{PROJECT}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    if program is None:
+        from infra.program import main as program
+
+    run = ProgramRun(stack=stack_name_of(stack_file))
+    return contextvars.Context().run(_run_isolated, run, config, program)
+
+
+def _run_isolated(run: ProgramRun, config: dict[str, str], program: Callable[[], None]) -> ProgramRun:
+    monitor = _RecordingMonitor(_EchoMocks(), run)
+    pulumi.runtime.set_mocks(_EchoMocks(), project=PROJECT, stack=run.stack, preview=False, monitor=monitor)
+    # set_mocks finishes a root stack of its own; drop it so run_in_stack makes the stack the
+    # program's exports land on, exactly as `pulumi up` does.
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(config)
+    try:
+        _sync_await(run_in_stack(program))
+    except BaseException as exc:
+        exc.program_run = run  # type: ignore[attr-defined]
+        raise
+    return run
