@@ -13,7 +13,7 @@ import pulumi
 import pytest
 
 from infra.config import PROJECT, StackConfig, StackConfigError, parse_raw_config
-from tests.harness.pulumi_program import REPO_ROOT, load_stack_file, run_program, stack_name_of
+from infra.offline import REPO_ROOT, load_stack_file, run_program, stack_name_of
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,8 @@
-"""Run the whole Pulumi program under ``pulumi.runtime.set_mocks`` and return everything it registered.
+"""Run the whole Pulumi program offline under ``pulumi.runtime.set_mocks``; record what it registered.
 
-Tests assert over *all* registered resources (type, name, inputs, parent, options) instead of
-poking at one component at a time, so a component added later is covered by the same checks.
+Used by the tests, which assert over *all* registered resources (type, name, inputs, parent,
+options) so a component added later is covered by the same checks, and by ``make plan``, which
+shows what a stack would create without a cluster or the Pulumi CLI.
 Each run happens in a fresh ``contextvars.Context``: Pulumi keeps its settings, config and root
 stack in context variables, so runs never leak into each other.
 """
@@ -25,7 +26,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self._run = run
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             raw_inputs = rpc.deserialize_properties(request.object)
             self._run.resources.append(
@@ -123,7 +124,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             self._run.outputs = {key: _unwrap_secrets(value) for key, value in outputs.items()}
             self._run.secret_outputs = {key for key, value in outputs.items() if _holds_secret(value)}
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 def _holds_secret(value: Any) -> bool:
@@ -185,8 +186,9 @@ def run_program(
     for key, value in (overrides or {}).items():
         config[f"{PROJECT}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     if program is None:
-        from infra.program import main as program
+        from infra.program import main
 
+        program = main
     run = ProgramRun(stack=stack_name_of(stack_file))
     return contextvars.Context().run(_run_isolated, run, config, program)
 

@@ -1,0 +1,47 @@
+# The verbs people type. Every target sets up what it needs (tools/install is idempotent and
+# takes seconds once the cache in ~/.cache/qframe-tools is warm).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv/bin
+STACK  ?= dev
+PYTEST_ARGS ?=
+
+
+.PHONY: help setup venv plan test test-unit test-charts test-services lint fmt clean
+
+help: ## list the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## install the pinned toolchain and the Python environment (.venv, .tools/bin)
+	tools/install
+
+plan: setup ## check Pulumi.$(STACK).yaml and show every resource it would create (offline)
+	$(VENV)/python -m infra.plan --stack $(STACK)
+
+test: setup ## run every test tier that exists (unit, charts, services, e2e, images)
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+test-unit: setup ## only the unit tier (pure builders, Pulumi program under mocks)
+	$(VENV)/pytest -m unit $(PYTEST_ARGS)
+
+test-charts: setup ## only the chart tier (real helm, schema and security checks)
+	$(VENV)/pytest -m charts $(PYTEST_ARGS)
+
+test-services: setup ## only the services tier (real Postgres, Kafka, S3 API, MLflow)
+	$(VENV)/pytest -m services $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint + format check) and mypy (strict on infra/ and platform/src)
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy infra platform/src tests
+
+fmt: venv ## format and auto-fix
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .
+
+clean: ## remove the venv and tool links (the tool cache outside the repo stays)
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
+
+venv: ## only the Python environment (enough for lint and fmt)
+	tools/install venv

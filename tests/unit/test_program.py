@@ -1,0 +1,87 @@
+"""The whole Pulumi program under mocks, for every stack file: structure rules over all resources."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from infra.config import PROJECT
+from infra.offline import REPO_ROOT, ProgramRun, run_program
+from infra.plan import resource_tree
+
+pytestmark = pytest.mark.unit
+
+STACK_FILES = sorted(REPO_ROOT.glob("Pulumi.*.yaml")) + sorted((REPO_ROOT / "tests/fixtures/stacks").glob("*.happy.yaml"))
+COMPONENT_TYPE = re.compile(r"^qframe:[a-z]+:[A-Z][A-Za-z]+$")
+
+
+@pytest.fixture(scope="module", params=STACK_FILES, ids=lambda p: p.name)
+def run(request: pytest.FixtureRequest) -> ProgramRun:
+    path: Path = request.param
+    return run_program(path)
+
+
+def test_program_registers_resources(run: ProgramRun) -> None:
+    assert run.resources, "the program registered nothing"
+
+
+def test_every_component_follows_the_type_token_convention(run: ProgramRun) -> None:
+    components = [r for r in run.resources if not r.custom]
+    assert components
+    for component in components:
+        assert COMPONENT_TYPE.match(component.type), component.type
+
+
+def test_every_custom_resource_lives_inside_a_component(run: ProgramRun) -> None:
+    for resource in run.resources:
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            continue
+        parents = list(run.ancestors(resource))
+        assert parents, f"{resource.type} {resource.name} is registered at stack level"
+        assert resource.name.startswith(f"{parents[0].name}-"), (
+            f"child {resource.name!r} should be named '<component>-<role>' after {parents[0].name!r}"
+        )
+
+
+def test_kubernetes_resources_use_the_explicit_provider(run: ProgramRun) -> None:
+    provider = run.one("pulumi:providers:kubernetes")
+    for resource in run.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(provider.urn), f"{resource.name} uses {resource.provider!r}"
+
+
+def test_namespace_enforces_restricted_pod_security_and_carries_labels(run: ProgramRun) -> None:
+    namespace = run.one("kubernetes:core/v1:Namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    assert namespace.inputs["metadata"]["name"] == run.outputs["namespace"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["app.kubernetes.io/part-of"] == PROJECT
+    assert labels["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+def test_stack_labels_reach_every_kubernetes_object() -> None:
+    run = run_program(REPO_ROOT / "Pulumi.dev.yaml", overrides={"labels": {"team": "alpha", "cost-center": "q42"}})
+    objects = [r for r in run.resources if r.type.startswith("kubernetes:") and "metadata" in r.inputs]
+    assert objects
+    for resource in objects:
+        labels = resource.inputs["metadata"]["labels"]
+        assert labels["team"] == "alpha"
+        assert labels["cost-center"] == "q42"
+
+
+def test_config_change_reaches_the_namespace_name() -> None:
+    run = run_program(REPO_ROOT / "Pulumi.dev.yaml", overrides={"namespace": "research-b"})
+    assert run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "research-b"
+    assert run.outputs["namespace"] == "research-b"
+
+
+def test_plan_tree_lists_every_resource(run: ProgramRun) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(resource_tree(run))
+    text = console.export_text()
+    for resource in run.resources:
+        assert resource.name in text
