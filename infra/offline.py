@@ -25,6 +25,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
+from infra.program import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,8 +187,6 @@ def run_program(
     for key, value in (overrides or {}).items():
         config[f"{PROJECT}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     if program is None:
-        from infra.program import main
-
         program = main
     run = ProgramRun(stack=stack_name_of(stack_file))
     return contextvars.Context().run(_run_isolated, run, config, program)

@@ -56,7 +56,5 @@ def plan(
         console.print(f"  output [bold]{key}[/] = {_secret_or_value(run, key)}", highlight=False)
 
 
-
-
 if __name__ == "__main__":
     app()

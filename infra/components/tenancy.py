@@ -1,6 +1,8 @@
-"""The platform namespace and its baseline: Pod Security admission, default-deny networking, quotas.
+"""The platform namespace and its baseline: Pod Security admission, default-deny networking, limits.
 
-Every later component deploys into this namespace, so its guard rails apply to all of them.
+Every later component deploys into this namespace, so its guard rails apply to all of them. The
+baseline objects come from charts/tenant-baseline (the same chart a platform engineer installs with
+helm into an extra team namespace), so there is one definition of "a locked-down namespace".
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import StackConfig
+from infra.charts import chart_path
+from infra.config import PROJECT, StackConfig
 from infra.labels import standard_labels
 
 # Pods that need more than the "restricted" profile allows are rejected at admission time,
@@ -21,12 +24,28 @@ POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/audit": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
+BASELINE_RELEASE = "tenant-baseline"
 
 
 def build_namespace(cfg: StackConfig) -> dict[str, Any]:
     labels = standard_labels(cfg, name="tenancy", component="namespace")
     labels.update(POD_SECURITY_LABELS)
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cfg.namespace, "labels": labels}}
+
+
+def build_baseline_values(cfg: StackConfig) -> dict[str, Any]:
+    """Values for charts/tenant-baseline in the platform namespace."""
+    return {
+        "commonLabels": {**cfg.labels, "qframe.io/stack-namespace": cfg.namespace},
+        "networkPolicy": {
+            "dns": {"enabled": True},
+            # No blanket allow between the platform's own pods: each service admits only its
+            # named consumers with a policy of its own.
+            "sameNamespace": {"enabled": False},
+        },
+        "limitRange": {"enabled": True},
+        "resourceQuota": {"enabled": False},
+    }
 
 
 @dataclass
@@ -39,11 +58,26 @@ class Tenancy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:platform:Tenancy", name, None, opts)
-        manifest = build_namespace(args.config)
+        cfg = args.config
+        manifest = build_namespace(cfg)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=manifest["metadata"],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.namespace_name = namespace.metadata.apply(lambda m: str(m["name"]))
-        self.register_outputs({"namespace_name": self.namespace_name})
+        baseline = k8s.helm.v3.Release(
+            f"{name}-baseline",
+            k8s.helm.v3.ReleaseArgs(
+                name=BASELINE_RELEASE,
+                chart=chart_path("tenant-baseline"),
+                namespace=self.namespace_name,
+                values=build_baseline_values(cfg),
+                cleanup_on_fail=True,
+                max_history=5,
+                description=f"{PROJECT} namespace baseline",
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.baseline_release = baseline.name
+        self.register_outputs({"namespace_name": self.namespace_name, "baseline_release": self.baseline_release})

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from infra.config import PROJECT
 from infra.offline import REPO_ROOT, ProgramRun, run_program
@@ -13,7 +14,9 @@ from infra.plan import resource_tree
 
 pytestmark = pytest.mark.unit
 
-STACK_FILES = sorted(REPO_ROOT.glob("Pulumi.*.yaml")) + sorted((REPO_ROOT / "tests/fixtures/stacks").glob("*.happy.yaml"))
+STACK_FILES = sorted(REPO_ROOT.glob("Pulumi.*.yaml")) + sorted(
+    (REPO_ROOT / "tests/fixtures/stacks").glob("*.happy.yaml")
+)
 COMPONENT_TYPE = re.compile(r"^qframe:[a-z]+:[A-Z][A-Za-z]+$")
 
 
@@ -78,8 +81,6 @@ def test_config_change_reaches_the_namespace_name() -> None:
 
 
 def test_plan_tree_lists_every_resource(run: ProgramRun) -> None:
-    from rich.console import Console
-
     console = Console(record=True, width=200)
     console.print(resource_tree(run))
     text = console.export_text()

@@ -102,7 +102,12 @@ def test_other_namespaces_are_left_to_their_providers() -> None:
 
 def test_image_references_are_built_from_registry_and_pinned_tag() -> None:
     cfg = StackConfig.model_validate(
-        {"images": {"registry": "mirror.internal/qframe", "tags": {"daskWorker": "1.2.3", "notebook": "sha256:" + "a" * 64}}}
+        {
+            "images": {
+                "registry": "mirror.internal/qframe",
+                "tags": {"daskWorker": "1.2.3", "notebook": "sha256:" + "a" * 64},
+            }
+        }
     )
     assert cfg.images.ref("dask_worker") == "mirror.internal/qframe/dask-worker:1.2.3"
     assert cfg.images.ref("notebook") == "mirror.internal/qframe/notebook@sha256:" + "a" * 64
