@@ -1,0 +1,58 @@
+"""Session-scoped real services for the services tier; each starts only when a test asks for it.
+
+    def test_something(postgres, kafka, s3, mlflow_server): ...
+
+``postgres`` is a PostgresService (url, dsn, host, port, user, password, dbname), ``kafka`` a
+KafkaService (bootstrap_servers), ``s3`` an S3Service (endpoint_url, region, keys, boto3_kwargs(),
+s3fs_kwargs()) and ``mlflow_server`` an MlflowService (tracking_uri). See harness/services.py.
+A service that cannot start fails the test with the reason; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import services
+
+# The MLflow client in this process must not try to reach its telemetry endpoint.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# Seconds from "start" to "answers" per service, shown at the end of the run.
+STARTUP_TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[services.PostgresService]:
+    with services.postgres_server() as service:
+        STARTUP_TIMES["postgres"] = service.started_in_s
+        yield service
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[services.KafkaService]:
+    with services.kafka_server() as service:
+        STARTUP_TIMES["kafka"] = service.started_in_s
+        yield service
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[services.S3Service]:
+    with services.s3_server() as service:
+        STARTUP_TIMES["s3"] = service.started_in_s
+        yield service
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[services.MlflowService]:
+    with services.mlflow_server() as service:
+        STARTUP_TIMES["mlflow_server"] = service.started_in_s
+        yield service
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if STARTUP_TIMES:
+        figures = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in STARTUP_TIMES.items())
+        terminalreporter.write_line(f"service start-up times: {figures}")
