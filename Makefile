@@ -8,13 +8,22 @@ STACK  ?= dev
 PYTEST_ARGS ?=
 
 
-.PHONY: help setup venv plan test test-unit test-charts test-services lint fmt clean
+.PHONY: help setup venv plan up down preview test test-unit test-charts test-services test-e2e lint fmt clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: ## install the pinned toolchain and the Python environment (.venv, .tools/bin)
 	tools/install
+
+up: setup ## the main job: local cluster (unless KUBECONFIG is set) + pulumi up of Pulumi.$(STACK).yaml
+	$(VENV)/python -m tools.devstack up --stack $(STACK)
+
+down: venv ## pulumi destroy of the stack, then remove the local cluster
+	$(VENV)/python -m tools.devstack down --stack $(STACK)
+
+preview: venv ## pulumi preview of the stack against the cluster
+	$(VENV)/python -m tools.devstack preview --stack $(STACK)
 
 plan: setup ## check Pulumi.$(STACK).yaml and show every resource it would create (offline)
 	$(VENV)/python -m infra.plan --stack $(STACK)
@@ -31,10 +40,13 @@ test-charts: setup ## only the chart tier (real helm, schema and security checks
 test-services: setup ## only the services tier (real Postgres, Kafka, S3 API, MLflow)
 	$(VENV)/pytest -m services $(PYTEST_ARGS)
 
+test-e2e: setup ## only the e2e tier (pulumi up/destroy against a local Kubernetes API server)
+	$(VENV)/pytest -m e2e $(PYTEST_ARGS)
+
 lint: venv ## ruff (lint + format check) and mypy (strict on infra/ and platform/src)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy infra platform/src tests
+	$(VENV)/mypy infra platform/src tests tools
 
 fmt: venv ## format and auto-fix
 	$(VENV)/ruff format .

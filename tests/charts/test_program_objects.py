@@ -13,7 +13,7 @@ from infra.offline import REPO_ROOT, load_stack_file, run_program, stack_name_of
 from tests.harness.k8s_schema import schema_errors
 from tests.harness.program_objects import rendered_objects
 from tests.harness.security import CLUSTER_SCOPED_KINDS, is_default_deny, namespace_violations, violations
-from tests.harness.versions import pinned_versions
+from tools.versions import pinned_versions
 
 pytestmark = pytest.mark.charts
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from tools.versions import pinned_versions
+
 from . import security
-from .versions import pinned_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.harness.k8s_schema import schema_dir_for, schema_errors
-from tests.harness.versions import parse_versions, pinned_versions
+from tools.versions import parse_versions, pinned_versions
 
 pytestmark = pytest.mark.unit
 

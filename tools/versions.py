@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-VERSIONS_FILE = Path(__file__).resolve().parents[2] / "tools" / "versions.env"
+VERSIONS_FILE = Path(__file__).resolve().parent / "versions.env"
 
 # KEY=VALUE with an optional quoted value; blank lines and `#` comments are skipped.
 _LINE = re.compile(r"""^(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>"[^"]*"|'[^']*'|[^\s#]*)""")

@@ -1,0 +1,1 @@
+"""Developer tooling that lives beside the Pulumi program (local cluster, `make up`)."""

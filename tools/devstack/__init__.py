@@ -1,0 +1,1 @@
+"""`make up` / `make down` / `make preview`: the dev stack on a local or given Kubernetes cluster."""

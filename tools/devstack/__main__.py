@@ -1,0 +1,3 @@
+from tools.devstack.cli import app
+
+app()
