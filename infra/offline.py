@@ -26,8 +26,11 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
 from infra.program import main
+from infra.secrets import GENERATED_KIND
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DYNAMIC_RESOURCE = "pulumi-python:dynamic:Resource"
+MOCK_SECRET_PREFIX = "mock-generated-secret-"  # noqa: S105 - a marker, not a credential
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,12 @@ class _EchoMocks(pulumi.runtime.Mocks):
     """Resources echo their inputs as state and get a stable id; invokes return nothing."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
+        state = dict(args.inputs)
+        if args.typ == DYNAMIC_RESOURCE and state.get("kind") == GENERATED_KIND:
+            # Dynamic providers do not run under mocks; a recognisable stand-in lets tests prove
+            # that generated values never leak into plain values, ConfigMaps or outputs.
+            state["result"] = f"{MOCK_SECRET_PREFIX}{args.name}"
+        return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
