@@ -25,8 +25,8 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
+from infra.passwords import GENERATED_KIND
 from infra.program import main
-from infra.secrets import GENERATED_KIND
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DYNAMIC_RESOURCE = "pulumi-python:dynamic:Resource"

@@ -8,6 +8,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi.runtime import config as runtime_config
 
+from infra.components.kafka import Kafka, KafkaArgs
+from infra.components.postgres import Postgres, PostgresArgs
 from infra.components.tenancy import Tenancy, TenancyArgs
 from infra.config import StackConfig, StackConfigError, parse_raw_config
 
@@ -32,12 +34,35 @@ def main() -> None:
     deploy(cfg)
 
 
+def not_yet_deployable(cfg: StackConfig) -> list[str]:
+    """Config choices the program accepts but cannot deploy yet; refused before anything is registered."""
+    pending = []
+    if cfg.postgres.kind == "rds":
+        pending.append("postgres.kind=rds (AWS RDS) is not implemented yet; use in-cluster")
+    if cfg.object_store.kind == "s3":
+        pending.append("objectStore.kind=s3 (AWS S3) is not implemented yet; use minio")
+    return pending
+
+
 def deploy(cfg: StackConfig) -> None:
+    pending = not_yet_deployable(cfg)
+    if pending:
+        raise pulumi.RunError(
+            f"Stack '{pulumi.get_stack()}' asks for: " + "; ".join(pending) + ". Nothing was deployed."
+        )
     provider = k8s.Provider("k8s", enable_server_side_apply=True)
     tenancy = Tenancy(
         "tenancy",
         TenancyArgs(config=cfg),
         opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )
+    # Services go into the namespace only once its baseline (default-deny, limits) is in place.
+    service_opts = pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[tenancy])
+    postgres = Postgres("postgres", PostgresArgs(config=cfg, namespace=tenancy.namespace_name), opts=service_opts)
+    kafka = Kafka("kafka", KafkaArgs(config=cfg, namespace=tenancy.namespace_name), opts=service_opts)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
+    pulumi.export("postgres_host", postgres.host)
+    pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
+    pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)
+    pulumi.export("kafka_topics", kafka.topics)

@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 
 from infra.config import StackConfig, parse_raw_config
-from infra.offline import REPO_ROOT, load_stack_file, run_program, stack_name_of
+from infra.offline import load_stack_file, run_program, stack_name_of
 from tests.harness.k8s_schema import schema_errors
 from tests.harness.program_objects import rendered_objects
 from tests.harness.security import CLUSTER_SCOPED_KINDS, is_default_deny, namespace_violations, violations
+from tests.harness.stacks import deployable_stack_files
 from tools.versions import pinned_versions
 
 pytestmark = pytest.mark.charts
 
-STACK_FILES = sorted(REPO_ROOT.glob("Pulumi.*.yaml")) + sorted(
-    (REPO_ROOT / "tests/fixtures/stacks").glob("*.happy.yaml")
-)
+STACK_FILES = deployable_stack_files()
 
 
 @pytest.fixture(scope="module", params=STACK_FILES, ids=lambda p: p.name)

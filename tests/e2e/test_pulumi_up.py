@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 DEV_STACK = REPO_ROOT / "Pulumi.dev.yaml"
 PART_OF = "app.kubernetes.io/part-of=qframe-research"
+# Claims made from volumeClaimTemplates carry the pod template's selector labels, not part-of.
+PART_OF_INSTANCE_ANY = "app.kubernetes.io/instance"
 # Ops that would recreate a resource (and lose the data of a stateful one).
 REPLACING_OPS = {"replace", "create-replacement", "delete-replaced"}
 
@@ -81,6 +83,19 @@ def test_every_object_exists_and_workloads_are_ready(devstack: DevStack) -> None
             assert status.get("succeeded", 0) >= 1, f"Job/{obj['metadata']['name']} did not complete: {status}"
         elif kind == "PersistentVolumeClaim":
             assert status.get("phase") == "Bound", f"PVC/{obj['metadata']['name']} is {status.get('phase')}"
+
+
+def test_every_volume_claim_template_got_a_bound_volume(devstack: DevStack) -> None:
+    objects = rendered_objects(run_program(DEV_STACK))
+    wanted = sum(
+        len(o["spec"].get("volumeClaimTemplates", [])) * o["spec"].get("replicas", 1)
+        for o in objects
+        if o["kind"] == "StatefulSet"
+    )
+    claims = _kubectl_json(devstack, "get", "pvc", "-A", "-l", PART_OF_INSTANCE_ANY)["items"]
+    bound = [c for c in claims if c["status"].get("phase") == "Bound"]
+    assert wanted > 0, "no StatefulSet asks for storage; the check would prove nothing"
+    assert len(bound) >= wanted, [(c["metadata"]["name"], c["status"].get("phase")) for c in claims]
 
 
 def test_a_second_up_changes_nothing(devstack: DevStack) -> None:

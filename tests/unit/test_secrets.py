@@ -4,7 +4,7 @@ import pulumi
 import pytest
 
 from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, run_program
-from infra.secrets import ALPHABET, GeneratedPassword, _PasswordProvider, generate_password
+from infra.passwords import ALPHABET, GeneratedPassword, _PasswordProvider, generate_password
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,7 @@
-"""Generated secrets: random passwords created by Pulumi and kept only as Pulumi secrets.
+"""Generated passwords, created by Pulumi and kept only as Pulumi secrets.
+
+(Not named ``secrets.py``: Pulumi puts infra/ first on sys.path, where that name would shadow
+the standard library module inside the dynamic provider.)
 
 A Python dynamic provider needs no plugin binary beyond the SDK's own, unlike pulumi-random
 (which cannot be built here), and the value is created once, stored encrypted in the stack state

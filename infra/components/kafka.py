@@ -1,0 +1,159 @@
+"""Apache Kafka in KRaft mode (no ZooKeeper), installed from charts/kafka.
+
+Every broker is also a KRaft controller; the quorum is the static voter set the chart computes
+from ``kafka.replicas``. The KRaft cluster id is derived from project, stack and namespace, so
+every ``pulumi up`` passes the same id (a new id would make the brokers refuse their own volumes)
+and no state has to be kept for it. Topics from the stack config are created by the chart's
+post-install/post-upgrade Job.
+
+With ``protectStateful`` the Release is protected, so ``pulumi destroy`` refuses to uninstall the
+brokers; the per-pod PersistentVolumeClaims come from volumeClaimTemplates and are never deleted by
+an uninstall anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.charts import chart_path
+from infra.config import PROJECT, KafkaTopic, Resources, StackConfig
+from infra.quantities import parse_quantity
+
+RELEASE_NAME = "kafka"
+CHART = "kafka"
+CLIENT_PORT = 9092
+MS_PER_HOUR = 3_600_000
+# Pods carrying this label are admitted to the brokers' client port by the chart's NetworkPolicy.
+CLIENT_LABEL = {"qframe.io/kafka-client": "true"}
+
+
+def kraft_cluster_id(project: str, stack: str, namespace: str) -> str:
+    """A stable KRaft cluster id: URL-safe base64 (no padding) of the first 16 bytes of
+    sha256("<project>/<stack>/<namespace>/kafka") — 22 characters, what ``kafka-storage format``
+    expects."""
+    digest = hashlib.sha256(f"{project}/{stack}/{namespace}/kafka".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _image(ref: str, pull_policy: str) -> dict[str, str]:
+    """``registry/name:tag`` or ``registry/name@sha256:...`` -> the chart's image map."""
+    if "@" in ref:
+        repository, tag = ref.split("@", 1)
+    else:
+        repository, tag = ref.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": pull_policy}
+
+
+def _resources(resources: Resources) -> dict[str, dict[str, str]]:
+    return {
+        "requests": {"cpu": resources.requests.cpu, "memory": resources.requests.memory},
+        "limits": {"cpu": resources.limits.cpu, "memory": resources.limits.memory},
+    }
+
+
+def default_replication_factor(replicas: int) -> int:
+    return min(3, replicas)
+
+
+def build_topics(cfg: StackConfig) -> list[dict[str, Any]]:
+    """The chart's ``topics`` list: retention in ms (-1 keeps messages forever)."""
+
+    def one(topic: KafkaTopic) -> dict[str, Any]:
+        rf = topic.replication_factor or default_replication_factor(cfg.kafka.replicas)
+        retention = -1 if topic.retention_hours == -1 else topic.retention_hours * MS_PER_HOUR
+        return {"name": topic.name, "partitions": topic.partitions, "replicationFactor": rf, "retentionMs": retention}
+
+    return [one(topic) for topic in cfg.kafka.topics]
+
+
+def _heap_opts(memory_limit: str) -> str:
+    """Half the container memory limit for the JVM heap (the rest is page cache and metaspace)."""
+    mib = max(256, int(parse_quantity(memory_limit) / 2**20) // 2)
+    return f"-Xms{mib}m -Xmx{mib}m"
+
+
+def build_values(cfg: StackConfig, *, cluster_id: str) -> dict[str, Any]:
+    """Values for charts/kafka from the stack config (pure)."""
+    kafka = cfg.kafka
+    return {
+        "commonLabels": {**cfg.labels, "qframe.io/stack-namespace": cfg.namespace},
+        "replicas": kafka.replicas,
+        "clusterId": cluster_id,
+        "image": _image(cfg.images.ref("kafka"), cfg.images.pull_policy),
+        "resources": _resources(kafka.resources),
+        "heapOpts": _heap_opts(kafka.resources.limits.memory),
+        "storage": {"size": kafka.storage, "storageClassName": ""},
+        "topics": build_topics(cfg),
+        "bootstrapJob": {
+            "enabled": True,
+            "image": _image(cfg.images.ref("tools"), cfg.images.pull_policy),
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "128Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
+            },
+            "backoffLimit": 6,
+            "waitSeconds": 300,
+            "ttlSecondsAfterFinished": 600,
+        },
+        "networkPolicy": {
+            "enabled": True,
+            "defaultDeny": False,  # charts/tenant-baseline already denies by default in the namespace
+            "allowedClients": [{"podSelector": dict(CLIENT_LABEL)}],
+            "dns": {"namespace": "kube-system", "podLabels": {"k8s-app": "kube-dns"}},
+        },
+    }
+
+
+@dataclass
+class KafkaArgs:
+    config: StackConfig
+    namespace: pulumi.Input[str]
+
+
+class Kafka(pulumi.ComponentResource):
+    """The Kafka release; consumers use ``bootstrap_servers`` and label their pods ``CLIENT_LABEL``."""
+
+    bootstrap_servers: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    topics: pulumi.Output[list[str]]
+    release_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KafkaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("qframe:data:Kafka", name, None, opts)
+        cfg = args.config
+        namespace = pulumi.Output.from_input(args.namespace)
+        values = namespace.apply(
+            lambda ns: build_values(cfg, cluster_id=kraft_cluster_id(PROJECT, pulumi.get_stack(), ns))
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            k8s.helm.v3.ReleaseArgs(
+                name=RELEASE_NAME,
+                chart=chart_path(CHART),
+                namespace=namespace,
+                values=values,
+                cleanup_on_fail=True,
+                max_history=5,
+                description=f"{PROJECT} Kafka (KRaft)",
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect_stateful),
+        )
+        # Release "kafka" contains the chart name, so the chart's fullname (the client Service) is "kafka".
+        self.release_name = release.name.apply(lambda n: n or RELEASE_NAME)
+        self.service_name = pulumi.Output.from_input(RELEASE_NAME)
+        self.bootstrap_servers = namespace.apply(lambda ns: f"{RELEASE_NAME}.{ns}.svc:{CLIENT_PORT}")
+        self.topics = pulumi.Output.from_input([topic.name for topic in cfg.kafka.topics])
+        self.register_outputs(
+            {
+                "bootstrap_servers": self.bootstrap_servers,
+                "service_name": self.service_name,
+                "topics": self.topics,
+                "release_name": self.release_name,
+            }
+        )
