@@ -78,7 +78,7 @@ def test_project_copy_points_back_at_the_repository(tmp_path: Path) -> None:
         project_dir,
     )
     assert (project_dir / project["main"]).resolve() == REPO_ROOT / "infra"
-    assert (project_dir / project["runtime"]["options"]["virtualenv"]).resolve() == REPO_ROOT / ".venv"
+    assert project["runtime"]["options"]["virtualenv"] == str(REPO_ROOT / ".venv")
     assert project["name"] == "qframe-research"
 
 

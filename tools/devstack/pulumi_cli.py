@@ -41,7 +41,9 @@ def project_file(repo_project: Mapping[str, Any], project_dir: Path) -> dict[str
     runtime = dict(project.get("runtime") or {})
     options = dict(runtime.get("options") or {})
     if "virtualenv" in options:
-        options["virtualenv"] = os.path.relpath(REPO_ROOT / str(options["virtualenv"]), project_dir)
+        # Absolute: the dynamic-provider plugin resolves it against the program dir (infra/), the
+        # language host against the project dir; only an absolute path means the same to both.
+        options["virtualenv"] = str(REPO_ROOT / str(options["virtualenv"]))
     runtime["options"] = options
     project["runtime"] = runtime
     return project
