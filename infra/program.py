@@ -8,8 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi.runtime import config as runtime_config
 
+from infra.components.aws_object_store import AwsObjectStore, AwsObjectStoreArgs
 from infra.components.kafka import Kafka, KafkaArgs
+from infra.components.object_store import ObjectStore, ObjectStoreArgs
 from infra.components.postgres import Postgres, PostgresArgs
+from infra.components.rds_postgres import RdsPostgres, RdsPostgresArgs
 from infra.components.tenancy import Tenancy, TenancyArgs
 from infra.config import StackConfig, StackConfigError, parse_raw_config
 
@@ -34,22 +37,7 @@ def main() -> None:
     deploy(cfg)
 
 
-def not_yet_deployable(cfg: StackConfig) -> list[str]:
-    """Config choices the program accepts but cannot deploy yet; refused before anything is registered."""
-    pending = []
-    if cfg.postgres.kind == "rds":
-        pending.append("postgres.kind=rds (AWS RDS) is not implemented yet; use in-cluster")
-    if cfg.object_store.kind == "s3":
-        pending.append("objectStore.kind=s3 (AWS S3) is not implemented yet; use minio")
-    return pending
-
-
 def deploy(cfg: StackConfig) -> None:
-    pending = not_yet_deployable(cfg)
-    if pending:
-        raise pulumi.RunError(
-            f"Stack '{pulumi.get_stack()}' asks for: " + "; ".join(pending) + ". Nothing was deployed."
-        )
     provider = k8s.Provider("k8s", enable_server_side_apply=True)
     tenancy = Tenancy(
         "tenancy",
@@ -58,10 +46,26 @@ def deploy(cfg: StackConfig) -> None:
     )
     # Services go into the namespace only once its baseline (default-deny, limits) is in place.
     service_opts = pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[tenancy])
-    postgres = Postgres("postgres", PostgresArgs(config=cfg, namespace=tenancy.namespace_name), opts=service_opts)
-    kafka = Kafka("kafka", KafkaArgs(config=cfg, namespace=tenancy.namespace_name), opts=service_opts)
+    namespace = tenancy.namespace_name
+    # Each kind exposes the same outputs, so nothing below branches on in-cluster vs AWS.
+    object_store: ObjectStore | AwsObjectStore
+    if cfg.object_store.kind == "minio":
+        object_store = ObjectStore("object-store", ObjectStoreArgs(config=cfg, namespace=namespace), opts=service_opts)
+    else:
+        object_store = AwsObjectStore(
+            "object-store", AwsObjectStoreArgs(config=cfg, namespace=namespace), opts=service_opts
+        )
+    postgres: Postgres | RdsPostgres
+    if cfg.postgres.kind == "in-cluster":
+        postgres = Postgres("postgres", PostgresArgs(config=cfg, namespace=namespace), opts=service_opts)
+    else:
+        postgres = RdsPostgres("postgres", RdsPostgresArgs(config=cfg, namespace=namespace), opts=service_opts)
+    kafka = Kafka("kafka", KafkaArgs(config=cfg, namespace=namespace), opts=service_opts)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
+    pulumi.export("object_store_endpoint", object_store.endpoint)
+    pulumi.export("object_store_buckets", object_store.buckets)
+    pulumi.export("object_store_credentials_secrets", object_store.credentials_secrets)
     pulumi.export("postgres_host", postgres.host)
     pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
     pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)

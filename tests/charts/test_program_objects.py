@@ -13,12 +13,12 @@ from infra.offline import load_stack_file, run_program, stack_name_of
 from tests.harness.k8s_schema import schema_errors
 from tests.harness.program_objects import rendered_objects
 from tests.harness.security import CLUSTER_SCOPED_KINDS, is_default_deny, namespace_violations, violations
-from tests.harness.stacks import deployable_stack_files
+from tests.harness.stacks import happy_stack_files
 from tools.versions import pinned_versions
 
 pytestmark = pytest.mark.charts
 
-STACK_FILES = deployable_stack_files()
+STACK_FILES = happy_stack_files()
 
 
 @pytest.fixture(scope="module", params=STACK_FILES, ids=lambda p: p.name)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pulumi
 import pytest
 from rich.console import Console
 
 from infra.config import PROJECT
 from infra.offline import REPO_ROOT, ProgramRun, run_program
 from infra.plan import resource_tree
-from tests.harness.stacks import deployable_stack_files, pending_stack_files
+from tests.harness.stacks import happy_stack_files
 
 pytestmark = pytest.mark.unit
 
-STACK_FILES = deployable_stack_files()
+STACK_FILES = happy_stack_files()
 COMPONENT_TYPE = re.compile(r"^qframe:[a-z]+:[A-Z][A-Za-z]+$")
 
 
@@ -86,15 +85,3 @@ def test_plan_tree_lists_every_resource(run: ProgramRun) -> None:
     text = console.export_text()
     for resource in run.resources:
         assert resource.name in text
-
-
-@pytest.mark.parametrize("path", pending_stack_files(), ids=lambda p: p.name)
-def test_stacks_asking_for_unbuilt_variants_are_refused_before_registering(path: Path) -> None:
-    with pytest.raises(pulumi.RunError, match="not implemented yet") as caught:
-        run_program(path)
-    assert caught.value.program_run.resources == []  # type: ignore[attr-defined]
-
-
-def test_some_happy_stack_is_pending_and_most_are_deployable() -> None:
-    assert pending_stack_files(), "no stack exercises the refusal; drop this test when AWS variants land"
-    assert len(deployable_stack_files()) >= 3

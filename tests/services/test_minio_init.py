@@ -1,0 +1,218 @@
+"""charts/minio/files/init-minio.py against a real MinIO server: run twice, prove isolation.
+
+The server is the pinned build from `tools/install minio` (.tools/bin/minio), started here on
+127.0.0.1 with a free port and a temporary data directory, and stopped afterwards. The script needs
+boto3 and the `minio` package (MinioAdmin) in the test venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.harness import charts
+
+pytestmark = pytest.mark.services
+
+SCRIPT = charts.REPO_ROOT / "charts" / "minio" / "files" / "init-minio.py"
+BINARY = charts.REPO_ROOT / ".tools" / "bin" / "minio"
+LAKE, ARTIFACTS = "qframe-data-lake", "qframe-mlflow-artifacts"
+
+
+@dataclass(frozen=True)
+class MinioServer:
+    endpoint: str
+    root_user: str
+    root_password: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    binary = shutil.which("minio") or (str(BINARY) if BINARY.exists() else None)
+    if binary is None:
+        pytest.fail(f"no minio binary ({BINARY}): run `tools/install minio`")
+    data = tmp_path_factory.mktemp("minio-data")
+    port, console = _free_port(), _free_port()
+    server = MinioServer(f"http://127.0.0.1:{port}", "qframe-root", secrets.token_hex(16))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(data),
+        "MINIO_ROOT_USER": server.root_user,
+        "MINIO_ROOT_PASSWORD": server.root_password,
+        "MINIO_BROWSER": "off",
+        "MINIO_UPDATE": "off",
+    }
+    log = (data.parent / "minio.log").open("w")
+    proc = subprocess.Popen(
+        [binary, "server", str(data), "--address", f"127.0.0.1:{port}", "--console-address", f"127.0.0.1:{console}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.endpoint}/minio/health/ready", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"minio did not become ready: {(data.parent / 'minio.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def client(server: MinioServer, access_key: str, secret_key: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def run_script(server: MinioServer, config: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--endpoint", server.endpoint, "--root-user", server.root_user),
+            *("--config-json", str(config), "--wait-seconds", "30"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**environ, "MINIO_ROOT_PASSWORD": server.root_password, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+
+
+def denied(call: Any, **kwargs: Any) -> bool:
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"]) in ("AccessDenied", "403")
+    return False
+
+
+def test_init_script_creates_versioned_buckets_and_isolated_keys_idempotently(
+    minio_server: MinioServer, tmp_path: Path
+) -> None:
+    keys = {name: (f"{name}-qframe", secrets.token_hex(20)) for name in ("mlflow", "research")}
+    environ = {
+        "CONSUMER_ACCESS_KEY_MLFLOW": keys["mlflow"][0],
+        "CONSUMER_SECRET_KEY_MLFLOW": keys["mlflow"][1],
+    }
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "buckets": [LAKE, ARTIFACTS],
+                "versioning": True,
+                "consumers": [
+                    {
+                        "name": "mlflow",
+                        "buckets": [ARTIFACTS],
+                        "access": "readwrite",
+                        "accessKeyEnv": "CONSUMER_ACCESS_KEY_MLFLOW",
+                        "secretKeyEnv": "CONSUMER_SECRET_KEY_MLFLOW",
+                    },
+                    {
+                        "name": "research",
+                        "buckets": [LAKE],
+                        "access": "readwrite",
+                        "accessKey": keys["research"][0],
+                        "secretKey": keys["research"][1],
+                    },
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+
+    first = run_script(minio_server, config, environ)
+    assert first.returncode == 0, first.stderr
+    assert "bucket qframe-data-lake: created" in first.stdout
+    for _name, (_access, secret) in keys.items():
+        assert secret not in first.stdout + first.stderr
+
+    root = client(minio_server, minio_server.root_user, minio_server.root_password)
+    for bucket in (LAKE, ARTIFACTS):
+        assert root.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+    own = {"mlflow": ARTIFACTS, "research": LAKE}
+    for name, (access, secret) in keys.items():
+        s3 = client(minio_server, access, secret)
+        mine, other = own[name], ({LAKE, ARTIFACTS} - {own[name]}).pop()
+        s3.put_object(Bucket=mine, Key=f"{name}/hello.txt", Body=b"hi")
+        assert s3.get_object(Bucket=mine, Key=f"{name}/hello.txt")["Body"].read() == b"hi"
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket=mine, Prefix=name).get("Contents", [])] == [
+            f"{name}/hello.txt"
+        ]
+        s3.delete_object(Bucket=mine, Key=f"{name}/hello.txt")
+        assert denied(s3.put_object, Bucket=other, Key="x.txt", Body=b"no")
+        assert denied(s3.list_objects_v2, Bucket=other)
+        assert denied(s3.create_bucket, Bucket=f"{name}-rogue")
+        assert denied(s3.put_bucket_versioning, Bucket=mine, VersioningConfiguration={"Status": "Suspended"})
+
+    second = run_script(minio_server, config, environ)
+    assert second.returncode == 0, second.stderr
+    assert "0 change(s)" in second.stdout, second.stdout
+
+    # A new secret key in the consumer's Secret is applied on the next run; nothing else changes.
+    rotated = secrets.token_hex(20)
+    third = run_script(minio_server, config, {**environ, "CONSUMER_SECRET_KEY_MLFLOW": rotated})
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.splitlines()[:-1] == ["consumer mlflow: secret key updated"]
+    client(minio_server, keys["mlflow"][0], rotated).head_bucket(Bucket=ARTIFACTS)
+
+
+def test_init_script_rejects_a_consumer_bucket_outside_the_list(minio_server: MinioServer, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "buckets": [LAKE],
+                "consumers": [{"name": "x", "buckets": ["other"], "accessKey": "x-key", "secretKey": "s" * 20}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    proc = run_script(minio_server, config, {})
+    assert proc.returncode == 2
+    assert "platform buckets" in proc.stderr
