@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from infra.config import PROJECT
-from infra.offline import REPO_ROOT, ProgramRun, run_program
+from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, run_program
 from infra.plan import resource_tree
 from tests.harness.stacks import happy_stack_files
 
@@ -85,3 +86,24 @@ def test_plan_tree_lists_every_resource(run: ProgramRun) -> None:
     text = console.export_text()
     for resource in run.resources:
         assert resource.name in text
+
+
+def test_generated_secrets_travel_only_in_inputs_marked_secret(run: ProgramRun) -> None:
+    assert run.of_type(DYNAMIC_RESOURCE), "no generated secrets: the check would prove nothing"
+    carriers = 0
+    for resource in run.resources:
+        if resource.type == DYNAMIC_RESOURCE:
+            continue
+        for key, value in resource.inputs.items():
+            if MOCK_SECRET_PREFIX in json.dumps(value, default=str):
+                carriers += 1
+                assert key in resource.secret_inputs, f"{resource.type} {resource.name}: input {key} is not secret"
+                # Helm values end up in release Secrets readable by anyone with helm access.
+                assert resource.type != "kubernetes:helm.sh/v3:Release", f"{resource.name} got a secret in its values"
+    assert carriers, "no resource received a generated secret"
+
+
+def test_outputs_holding_secrets_are_marked_secret(run: ProgramRun) -> None:
+    for key, value in run.outputs.items():
+        if MOCK_SECRET_PREFIX in json.dumps(value, default=str):
+            assert key in run.secret_outputs, key
