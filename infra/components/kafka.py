@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from infra.charts import chart_path
+from infra.charts import local_chart_release
 from infra.config import PROJECT, KafkaTopic, Resources, StackConfig
 from infra.quantities import parse_quantity
 
@@ -131,17 +130,13 @@ class Kafka(pulumi.ComponentResource):
         values = namespace.apply(
             lambda ns: build_values(cfg, cluster_id=kraft_cluster_id(PROJECT, pulumi.get_stack(), ns))
         )
-        release = k8s.helm.v3.Release(
+        release = local_chart_release(
             f"{name}-release",
-            k8s.helm.v3.ReleaseArgs(
-                name=RELEASE_NAME,
-                chart=chart_path(CHART),
-                namespace=namespace,
-                values=values,
-                cleanup_on_fail=True,
-                max_history=5,
-                description=f"{PROJECT} Kafka (KRaft)",
-            ),
+            chart=CHART,
+            release=RELEASE_NAME,
+            namespace=namespace,
+            values=values,
+            description="Kafka (KRaft)",
             opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect_stateful),
         )
         # Release "kafka" contains the chart name, so the chart's fullname (the client Service) is "kafka".

@@ -17,8 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.charts import chart_path
-from infra.config import PROJECT, StackConfig
+from infra.charts import local_chart_release
+from infra.config import StackConfig
 from infra.labels import standard_labels
 from infra.passwords import GeneratedPassword
 
@@ -159,17 +159,13 @@ class ObjectStore(pulumi.ComponentResource):
             )
             names[consumer] = secret_name
 
-        release = k8s.helm.v3.Release(
+        release = local_chart_release(
             f"{name}-release",
-            k8s.helm.v3.ReleaseArgs(
-                name=RELEASE,
-                chart=chart_path("minio"),
-                namespace=namespace,
-                values=build_minio_values(cfg, root_secret=ROOT_SECRET, consumer_secrets=names),
-                cleanup_on_fail=True,
-                max_history=5,
-                description=f"{PROJECT} MinIO object store",
-            ),
+            chart="minio",
+            release=RELEASE,
+            namespace=namespace,
+            values=build_minio_values(cfg, root_secret=ROOT_SECRET, consumer_secrets=names),
+            description="MinIO object store",
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets, protect=cfg.protect_stateful),
         )
 

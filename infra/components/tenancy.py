@@ -13,8 +13,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.charts import chart_path
-from infra.config import PROJECT, StackConfig
+from infra.charts import local_chart_release
+from infra.config import StackConfig
 from infra.labels import standard_labels
 
 # Pods that need more than the "restricted" profile allows are rejected at admission time,
@@ -66,17 +66,13 @@ class Tenancy(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.namespace_name = namespace.metadata.apply(lambda m: str(m["name"]))
-        baseline = k8s.helm.v3.Release(
+        baseline = local_chart_release(
             f"{name}-baseline",
-            k8s.helm.v3.ReleaseArgs(
-                name=BASELINE_RELEASE,
-                chart=chart_path("tenant-baseline"),
-                namespace=self.namespace_name,
-                values=build_baseline_values(cfg),
-                cleanup_on_fail=True,
-                max_history=5,
-                description=f"{PROJECT} namespace baseline",
-            ),
+            chart="tenant-baseline",
+            release=BASELINE_RELEASE,
+            namespace=self.namespace_name,
+            values=build_baseline_values(cfg),
+            description="namespace baseline",
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.baseline_release = baseline.name
