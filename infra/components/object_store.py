@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra.charts import local_chart_release
+from infra.components.credentials import credentials_secret
 from infra.config import StackConfig
 from infra.labels import standard_labels
 from infra.passwords import GeneratedPassword
@@ -128,12 +128,12 @@ class ObjectStore(pulumi.ComponentResource):
         labels = standard_labels(cfg, name="minio", component="credentials")
 
         root_password = GeneratedPassword(f"{name}-root-password", opts=child)
-        root = k8s.core.v1.Secret(
+        root = credentials_secret(
             f"{name}-root",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ROOT_SECRET, namespace=namespace, labels=labels),
-            type="Opaque",
-            # An apply on a secret output stays secret: the whole string_data is a secret input.
-            string_data=root_password.value.apply(lambda pw: {"root-user": ROOT_USER, "root-password": pw}),
+            name=ROOT_SECRET,
+            namespace=namespace,
+            labels=labels,
+            data=root_password.value.apply(lambda pw: {"root-user": ROOT_USER, "root-password": pw}),
             opts=child,
         )
 
@@ -145,15 +145,12 @@ class ObjectStore(pulumi.ComponentResource):
             own = {key: buckets[key] for key in keys}
             data = pulumi.Output.all(namespace, secret_key.value).apply(_credentials_data(consumer, own))
             secrets.append(
-                k8s.core.v1.Secret(
+                credentials_secret(
                     f"{name}-{consumer}",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=secret_name,
-                        namespace=namespace,
-                        labels={**labels, "qframe.io/object-store-consumer": consumer},
-                    ),
-                    type="Opaque",
-                    string_data=data,
+                    name=secret_name,
+                    namespace=namespace,
+                    labels={**labels, "qframe.io/object-store-consumer": consumer},
+                    data=data,
                     opts=child,
                 )
             )

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra.charts import local_chart_release
+from infra.components.credentials import credentials_secret
 from infra.config import StackConfig
 from infra.labels import standard_labels
 from infra.passwords import GeneratedPassword
@@ -101,16 +101,13 @@ class Postgres(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, protect=cfg.protect_stateful)
 
         superuser_password = GeneratedPassword(f"{name}-superuser-password", opts=child)
-        superuser = k8s.core.v1.Secret(
+        labels = standard_labels(cfg, name="postgres", component="credentials")
+        superuser = credentials_secret(
             f"{name}-superuser",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=SUPERUSER_SECRET,
-                namespace=namespace,
-                labels=standard_labels(cfg, name="postgres", component="credentials"),
-            ),
-            type="Opaque",
-            # An apply on a secret output stays secret: the whole string_data is a secret input.
-            string_data=superuser_password.value.apply(lambda pw: {SUPERUSER_SECRET_KEY: pw}),
+            name=SUPERUSER_SECRET,
+            namespace=namespace,
+            labels=labels,
+            data=superuser_password.value.apply(lambda pw: {SUPERUSER_SECRET_KEY: pw}),
             opts=child,
         )
 
@@ -121,18 +118,12 @@ class Postgres(pulumi.ComponentResource):
             secret_name = consumer_secret_name(consumer)
             data = pulumi.Output.all(host, password.value).apply(_connection_data(consumer))
             secrets.append(
-                k8s.core.v1.Secret(
+                credentials_secret(
                     f"{name}-{consumer}",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=secret_name,
-                        namespace=namespace,
-                        labels={
-                            **standard_labels(cfg, name="postgres", component="credentials"),
-                            "qframe.io/postgres-consumer": consumer,
-                        },
-                    ),
-                    type="Opaque",
-                    string_data=data,
+                    name=secret_name,
+                    namespace=namespace,
+                    labels={**labels, "qframe.io/postgres-consumer": consumer},
+                    data=data,
                     opts=child,
                 )
             )

@@ -25,8 +25,8 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_kubernetes as k8s
 
+from infra.components.credentials import credentials_secret
 from infra.components.postgres import (
     CONSUMERS,
     PORT,
@@ -151,12 +151,12 @@ class RdsPostgres(pulumi.ComponentResource):
         host: pulumi.Output[str] = instance.address
 
         labels = standard_labels(cfg, name="postgres", component="credentials")
-        superuser = k8s.core.v1.Secret(
+        superuser = credentials_secret(
             f"{name}-superuser",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=SUPERUSER_SECRET, namespace=namespace, labels=labels),
-            type="Opaque",
-            # An apply on a secret output stays secret: the whole string_data is a secret input.
-            string_data=master_password.value.apply(lambda pw: {SUPERUSER_SECRET_KEY: pw, "username": MASTER_USERNAME}),
+            name=SUPERUSER_SECRET,
+            namespace=namespace,
+            labels=labels,
+            data=master_password.value.apply(lambda pw: {SUPERUSER_SECRET_KEY: pw, "username": MASTER_USERNAME}),
             opts=k8s_child,
         )
         names: dict[str, str] = {}
@@ -164,15 +164,12 @@ class RdsPostgres(pulumi.ComponentResource):
             secret_name = consumer_secret_name(consumer)
             # TODO(rds-roles): per-consumer roles and databases (see the module docstring).
             data = pulumi.Output.all(host, master_password.value).apply(_connection_data())
-            k8s.core.v1.Secret(
+            credentials_secret(
                 f"{name}-{consumer}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=secret_name,
-                    namespace=namespace,
-                    labels={**labels, "qframe.io/postgres-consumer": consumer},
-                ),
-                type="Opaque",
-                string_data=data,  # secret: derived from the secret password
+                name=secret_name,
+                namespace=namespace,
+                labels={**labels, "qframe.io/postgres-consumer": consumer},
+                data=data,
                 opts=k8s_child,
             )
             names[consumer] = secret_name
