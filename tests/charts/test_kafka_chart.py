@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from infra.components.kafka import build_values, kraft_cluster_id
 from infra.config import PROJECT, parse_raw_config
@@ -38,8 +37,7 @@ TOPICS = [
 
 
 def render(values: Mapping[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    objects = charts.render_with_values(CHART, values or {}, namespace=NAMESPACE, release="kafka")
-    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    return charts.render_by_name(CHART, values or {}, namespace=NAMESPACE, release="kafka")
 
 
 def server_properties(objects: Mapping[tuple[str, str], dict[str, Any]]) -> dict[str, str]:
@@ -52,13 +50,7 @@ def voters(objects: Mapping[tuple[str, str], dict[str, Any]]) -> list[str]:
 
 
 def helm_fails_with(values: Mapping[str, Any], tmp_path: Path) -> str:
-    file = tmp_path / "values.yaml"
-    file.write_text(yaml.safe_dump(dict(values)), encoding="utf-8")
-    proc = charts.helm(
-        "template", "kafka", CHART, "--kube-version", charts.pinned_kube_version(), "--values", file, check=False
-    )
-    assert proc.returncode != 0, "helm accepted invalid values"
-    return proc.stderr
+    return charts.rejection_message(CHART, values, tmp_path, release="kafka")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.harness import charts, security
 
@@ -20,18 +19,11 @@ CANARY = "canary-secret-value-7c1d"
 
 
 def render(values: Mapping[str, Any] | None = None, release: str = "minio") -> dict[tuple[str, str], dict[str, Any]]:
-    objects = charts.render_with_values(CHART, values or {}, namespace=NAMESPACE, release=release)
-    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    return charts.render_by_name(CHART, values or {}, namespace=NAMESPACE, release=release)
 
 
 def helm_template_fails(tmp_path: Path, values: Mapping[str, Any]) -> str:
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(dict(values)), encoding="utf-8")
-    proc = charts.helm(
-        "template", "minio", CHART, "--kube-version", charts.pinned_kube_version(), "--values", path, check=False
-    )
-    assert proc.returncode != 0, "helm accepted the values"
-    return proc.stderr
+    return charts.rejection_message(CHART, values, tmp_path, release="minio")
 
 
 def init_container(objects: Mapping[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:

@@ -247,3 +247,20 @@ def checksum_violations(objects: Sequence[Mapping[str, Any]]) -> list[str]:
                     "so pods will not roll when that config changes"
                 )
     return found
+
+
+def render_by_name(
+    chart: Path, values: Mapping[str, Any], *, namespace: str, release: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """render_with_values() keyed by (kind, name), which is how chart unit tests look objects up."""
+    objects = render_with_values(chart, values, namespace=namespace, release=release)
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def rejection_message(chart: Path, values: Mapping[str, Any], workdir: Path, *, release: str) -> str:
+    """helm's error for values the chart's schema must refuse; fails the test if helm accepts them."""
+    path = workdir / "values.yaml"
+    path.write_text(yaml.safe_dump(dict(values)), encoding="utf-8")
+    proc = helm("template", release, chart, "--kube-version", pinned_kube_version(), "--values", path, check=False)
+    assert proc.returncode != 0, f"helm accepted values the schema of {chart.name} should reject: {dict(values)}"
+    return proc.stderr
