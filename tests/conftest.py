@@ -7,3 +7,6 @@ from pathlib import Path
 
 TOOLS_BIN = Path(__file__).resolve().parents[1] / ".tools" / "bin"
 os.environ["PATH"] = f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+# Real-service fixtures (postgres, kafka, s3, minio, mlflow_server) for every test directory.
+pytest_plugins = ["tests.harness.fixtures"]

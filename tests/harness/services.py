@@ -159,6 +159,30 @@ class S3Service:
 
 
 @dataclass(frozen=True)
+class MinioService:
+    """A real MinIO server; the root user is the only account (tests create buckets themselves)."""
+
+    host: str
+    port: int
+    endpoint_url: str
+    region: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    data_dir: Path
+    pid: int
+    started_in_s: float
+
+    def boto3_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for ``boto3.client("s3", **kwargs)``."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+        }
+
+
+@dataclass(frozen=True)
 class MlflowService:
     host: str
     port: int
@@ -742,6 +766,73 @@ def s3_server(
             )
 
 
+# --- MinIO server --------------------------------------------------------------------------------
+
+MINIO_BINARY = TOOLS_DIR / "bin" / "minio"
+MINIO_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def minio_server(
+    *,
+    binary: Path | None = None,
+    region: str = "us-east-1",
+    startup_timeout_s: float = MINIO_TIMEOUT_S,
+    workdir_parent: Path | None = None,
+) -> Iterator[MinioService]:
+    """The pinned MinIO build (``tools/install minio``) on a free loopback port with a temp data dir."""
+    service = "MinIO server"
+    minio = binary if binary is not None else MINIO_BINARY
+    fix = "build it with `tools/install minio` (cached in ~/.cache/qframe-tools)"
+    if not minio.exists():
+        raise ServiceStartError(service, f"no binary at {minio}", fix=fix)
+    started = time.monotonic()
+    with _workdir("minio", workdir_parent) as workdir:
+        port, console_port = free_port(), free_port()
+        data_dir = workdir / "data"
+        data_dir.mkdir()
+        root_user, root_password = "qframe-root", secrets.token_hex(16)
+        command = [
+            str(minio),
+            "server",
+            str(data_dir),
+            "--address",
+            f"{LOOPBACK}:{port}",
+            "--console-address",
+            f"{LOOPBACK}:{console_port}",
+        ]
+        env = _child_env(
+            {
+                "HOME": str(workdir),
+                "MINIO_ROOT_USER": root_user,
+                "MINIO_ROOT_PASSWORD": root_password,
+                "MINIO_BROWSER": "off",
+                "MINIO_UPDATE": "off",
+                "MINIO_REGION": region,
+            }
+        )
+        process = _Process(service, command, workdir / "minio.log", fix=fix, cwd=workdir, env=env)
+        with _managed(process):
+            endpoint = f"http://{LOOPBACK}:{port}"
+
+            def answers() -> bool:
+                status, _ = _http_get(f"{endpoint}/minio/health/ready")
+                return status == 200
+
+            process.wait_ready(answers, timeout_s=startup_timeout_s, what="GET /minio/health/ready")
+            yield MinioService(
+                host=LOOPBACK,
+                port=port,
+                endpoint_url=endpoint,
+                region=region,
+                access_key_id=root_user,
+                secret_access_key=root_password,
+                data_dir=data_dir,
+                pid=process.pid,
+                started_in_s=round(time.monotonic() - started, 2),
+            )
+
+
 # --- MLflow tracking server ----------------------------------------------------------------------
 
 
@@ -813,12 +904,14 @@ def mlflow_server(
 
 __all__ = [
     "KafkaService",
+    "MinioService",
     "MlflowService",
     "PostgresService",
     "S3Service",
     "ServiceStartError",
     "free_port",
     "kafka_server",
+    "minio_server",
     "mlflow_server",
     "postgres_server",
     "s3_server",

@@ -1,10 +1,13 @@
 """Session-scoped real services for the services tier; each starts only when a test asks for it.
 
-    def test_something(postgres, kafka, s3, mlflow_server): ...
+A pytest plugin (registered in tests/conftest.py), so every test directory shares one instance:
+
+    def test_something(postgres, kafka, s3, minio, mlflow_server): ...
 
 ``postgres`` is a PostgresService (url, dsn, host, port, user, password, dbname), ``kafka`` a
 KafkaService (bootstrap_servers), ``s3`` an S3Service (endpoint_url, region, keys, boto3_kwargs(),
-s3fs_kwargs()) and ``mlflow_server`` an MlflowService (tracking_uri). See harness/services.py.
+s3fs_kwargs()), ``minio`` a MinioService (a real MinIO server, root
+keys, boto3_kwargs()) and ``mlflow_server`` an MlflowService (tracking_uri). See harness/services.py.
 A service that cannot start fails the test with the reason; nothing is skipped.
 """
 
@@ -42,6 +45,13 @@ def kafka() -> Iterator[services.KafkaService]:
 def s3() -> Iterator[services.S3Service]:
     with services.s3_server() as service:
         STARTUP_TIMES["s3"] = service.started_in_s
+        yield service
+
+
+@pytest.fixture(scope="session")
+def minio() -> Iterator[services.MinioService]:
+    with services.minio_server() as service:
+        STARTUP_TIMES["minio"] = service.started_in_s
         yield service
 
 
