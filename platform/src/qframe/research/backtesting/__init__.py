@@ -1,0 +1,1 @@
+"""Backtesting: strategies, kernels, distributed engine and analytics."""
