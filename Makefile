@@ -6,9 +6,11 @@ SHELL := /bin/bash
 VENV   := .venv/bin
 STACK  ?= dev
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 
-.PHONY: help setup venv plan up down preview test test-unit test-charts test-services test-e2e lint fmt clean
+.PHONY: help setup venv plan up down preview demo bench bench-data test test-unit test-charts test-services test-e2e lint fmt clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +30,16 @@ preview: venv ## pulumi preview of the stack against the cluster
 plan: setup ## check Pulumi.$(STACK).yaml and show every resource it would create (offline)
 	$(VENV)/python -m infra.plan --stack $(STACK)
 
+demo: setup ## the researcher's main job: data, features, walk-forward sweep on local Dask, MLflow, tear sheet
+	$(VENV)/qframe demo $(DEMO_ARGS)
+
+bench: setup ## backtest benchmarks: bar-evaluations/s on one core, peak memory, Dask/Ray speed-up
+	$(VENV)/python -m benchmarks.bench_backtest $(BENCH_ARGS)
+	$(VENV)/python -m benchmarks.bench_backends $(BENCH_ARGS)
+
+bench-data: setup ## data lake benchmark: write/read throughput to disk and MinIO, partition pruning
+	$(VENV)/python -m benchmarks.bench_data $(BENCH_ARGS)
+
 test: setup ## run every test tier that exists (unit, charts, services, e2e, images)
 	$(VENV)/pytest $(PYTEST_ARGS)
 
@@ -46,7 +58,7 @@ test-e2e: setup ## only the e2e tier (pulumi up/destroy against a local Kubernet
 lint: venv ## ruff (lint + format check) and mypy (strict on infra/ and platform/src)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy infra platform/src tests tools
+	$(VENV)/mypy infra platform/src tests tools benchmarks
 
 fmt: venv ## format and auto-fix
 	$(VENV)/ruff format .
