@@ -1,0 +1,193 @@
+"""Feature store: versioned feature frames in the lake, registered in the catalog.
+
+Feature group ``g`` is dataset ``features.g`` (type FEATURES). The catalog is the source of truth for
+which versions exist ("latest" = most recently registered); the lake holds the data. A store runs
+check catalog -> write version -> register, and if registration fails it deletes the version it just
+wrote, so the lake never keeps a visible version the catalog does not know about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import pandas as pd  # type: ignore[import-untyped]
+import structlog
+from qframe.research.data_lake.catalog import (
+    DataCatalog,
+    DataQuality,
+    DatasetAlreadyRegistered,
+    DatasetMetadata,
+    DatasetRef,
+    DatasetType,
+)
+from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists, StorageError
+from qframe.research.data_lake.storage_layout import (
+    LATEST,
+    SYMBOL_COLUMN,
+    LayoutError,
+    TimestampLike,
+    check_dataset_name,
+    check_version,
+)
+
+__all__ = ["FEATURE_PREFIX", "FeatureStore", "feature_dataset_name"]
+
+log = structlog.get_logger(__name__)
+
+FEATURE_PREFIX: Final = "features."
+TIME_COLUMN: Final = "timestamp"
+
+
+def feature_dataset_name(feature_group: str) -> str:
+    """``features.<group>``, checked against the dataset name rules."""
+    if not isinstance(feature_group, str) or not feature_group:
+        raise LayoutError(f"feature_group must be a non-empty string, got {feature_group!r}")
+    try:
+        return check_dataset_name(f"{FEATURE_PREFIX}{feature_group}")
+    except LayoutError:
+        raise LayoutError(
+            f"invalid feature group {feature_group!r}: use lowercase letters, digits, '_', '.', '-' (e.g. 'technical')"
+        ) from None
+
+
+def _check_features(df: pd.DataFrame) -> None:
+    """Feature frames: timestamp, symbol and at least one numeric feature column, one row per key."""
+    if not isinstance(df, pd.DataFrame):
+        raise LayoutError(f"features_df must be a pandas DataFrame, got {type(df).__name__}")
+    features = [c for c in df.columns if c not in (TIME_COLUMN, SYMBOL_COLUMN)]
+    if not features:
+        raise LayoutError("features_df has no feature columns besides 'timestamp' and 'symbol'")
+    not_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
+    if not_numeric:
+        raise LayoutError(
+            f"feature columns must be numeric; {not_numeric} are not (encode labels as numbers, e.g. with "
+            "pd.factorize, or store them as a separate dataset)"
+        )
+    if TIME_COLUMN in df.columns and SYMBOL_COLUMN in df.columns:
+        dupes = df.duplicated([SYMBOL_COLUMN, TIME_COLUMN])
+        if dupes.any():
+            rows = df.loc[dupes, [SYMBOL_COLUMN, TIME_COLUMN]].head(5).to_dict("records")
+            raise LayoutError(f"features_df has duplicate (symbol, timestamp) rows, e.g. {rows}; keep one per key")
+
+
+class FeatureStore:
+    """Stores and reads versioned feature groups through a lake storage and a catalog."""
+
+    def __init__(self, storage: DataLakeStorage, catalog: DataCatalog) -> None:
+        self.storage = storage
+        self.catalog = catalog
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.storage!r}, {self.catalog!r})"
+
+    def store_features_sync(
+        self,
+        feature_group: str,
+        features_df: pd.DataFrame,
+        version: str,
+        description: str = "",
+        derived_from: Sequence[DatasetRef] = (),
+        *,
+        tags: Mapping[str, str] | None = None,
+        quality_level: DataQuality = DataQuality.CURATED,
+    ) -> DatasetMetadata:
+        """Writes one immutable version of a feature group and registers it (all or nothing)."""
+        name = feature_dataset_name(feature_group)
+        check_version(version)
+        _check_features(features_df)
+        if version in self.catalog.list_versions_sync(name):
+            raise DatasetAlreadyRegistered(
+                f"feature group {feature_group!r} version {version!r} already exists; versions are immutable: "
+                "store a new version"
+            )
+        try:
+            manifest = self.storage.write_dataset(
+                name, features_df, version=version, time_column=TIME_COLUMN, extra={"feature_group": feature_group}
+            )
+        except DatasetVersionExists:
+            raise DatasetVersionExists(
+                f"the lake {self.storage.url} already holds {name!r} version {version!r} but the catalog does not "
+                "know it (left by a writer that failed before registering, or by another catalog); remove it with "
+                f"storage.delete_version({name!r}, {version!r}) or store a new version"
+            ) from None
+        all_tags = {"feature_group": feature_group, **(tags or {})}
+        try:
+            registered = self.catalog.register_manifest_sync(
+                manifest,
+                dataset_type=DatasetType.FEATURES,
+                quality_level=quality_level,
+                tags=all_tags,
+                description=description,
+                derived_from=derived_from,
+            )
+        except BaseException:
+            # Undo the write: a lake version the catalog does not list would contradict it.
+            try:
+                self.storage.delete_version(name, version)
+            except StorageError as cleanup_error:
+                log.error("features.orphan_cleanup_failed", dataset=name, version=version, error=str(cleanup_error))
+            raise
+        log.info("features.stored", feature_group=feature_group, version=version, rows=manifest.row_count)
+        return registered
+
+    async def store_features(
+        self,
+        feature_group: str,
+        features_df: pd.DataFrame,
+        version: str,
+        description: str = "",
+        derived_from: Sequence[DatasetRef] = (),
+        *,
+        tags: Mapping[str, str] | None = None,
+        quality_level: DataQuality = DataQuality.CURATED,
+    ) -> DatasetMetadata:
+        return await asyncio.to_thread(
+            self.store_features_sync,
+            feature_group,
+            features_df,
+            version,
+            description,
+            derived_from,
+            tags=tags,
+            quality_level=quality_level,
+        )
+
+    def get_features_sync(  # noqa: PLR0917 - contract signature (seed API)
+        self,
+        feature_group: str,
+        version: str = LATEST,
+        symbols: Sequence[str] | None = None,
+        start: TimestampLike | None = None,
+        end: TimestampLike | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows of a feature version ("latest" resolved by the catalog); filters prune lake files."""
+        name = feature_dataset_name(feature_group)
+        check_version(version, allow_latest=True)
+        registered = self.catalog.get_dataset_sync(name, version)
+        manifest = self.storage.manifest(name, registered.version)
+        if manifest.checksum != registered.checksum:
+            raise StorageError(
+                f"{name!r} version {registered.version!r} in the lake ({manifest.checksum}) differs from the catalog "
+                f"({registered.checksum}); the lake and catalog disagree: check which lake this catalog belongs to"
+            )
+        return self.storage.read_dataset(
+            name, version=registered.version, symbols=symbols, start=start, end=end, columns=columns
+        )
+
+    async def get_features(  # noqa: PLR0917 - contract signature (seed API)
+        self,
+        feature_group: str,
+        version: str = LATEST,
+        symbols: Sequence[str] | None = None,
+        start: TimestampLike | None = None,
+        end: TimestampLike | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        return await asyncio.to_thread(self.get_features_sync, feature_group, version, symbols, start, end, columns)
+
+    def list_versions(self, feature_group: str) -> list[str]:
+        """Registered versions of a feature group, in registration order."""
+        return self.catalog.list_versions_sync(feature_dataset_name(feature_group))
