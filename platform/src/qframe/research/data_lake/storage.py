@@ -25,6 +25,7 @@ import hashlib
 import os
 import threading
 import uuid
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -258,7 +259,7 @@ class DataLakeStorage(ABC):
         slices = plan_partitions(
             frame, time_column=time_column, time_partition=time_partition, max_rows_per_file=MAX_ROWS_PER_FILE
         )
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = _arrow_table(frame)
         times = frame[time_column]
         attempt = f"{ATTEMPT_PREFIX}{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
         relative_paths: list[str] = []
@@ -520,6 +521,13 @@ class DataLakeStorage(ABC):
         return frame
 
 
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    with warnings.catch_warnings():
+        # pyarrow 25 still reads Series.values of tz-aware columns; pandas 3.1 warns about it on every write.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray", category=Warning)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+
 def _empty_schema(meta: StorageMetadata) -> pa.Schema:
     """The version's Arrow schema (with pandas metadata) for a read that matches no file."""
     if meta.arrow_schema:
@@ -710,7 +718,35 @@ class S3Storage(DataLakeStorage):
 
     def _write(self, path: str, data: bytes, *, exclusive: bool) -> None:
         # One PUT is atomic on S3; If-None-Match makes the create-only commit atomic too.
-        self._fs.pipe_file(path, data, mode="create" if exclusive else "overwrite")
+        try:
+            self._fs.pipe_file(path, data, mode="create" if exclusive else "overwrite")
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            code = _s3_error_code(exc)
+            if exclusive and code in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                raise FileExistsError(path) from exc
+            if code == "NotImplemented" and self.encryption is not None:
+                raise StorageError(
+                    f"{self.endpoint_url or 'the S3 endpoint'} refused server-side encryption {self.encryption!r} "
+                    f"({exc}); MinIO needs a KMS configured for SSE: configure one, or pass encryption=None"
+                ) from exc
+            raise
+
+
+def _s3_error_code(exc: BaseException) -> str:
+    """The S3 error code behind an s3fs OSError (s3fs keeps the botocore error as the cause)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code:
+            return code
+    text_form = str(exc)
+    if "pre-conditions you specified did not hold" in text_form:
+        return "PreconditionFailed"
+    return ""
 
 
 class MinIOStorage(S3Storage):
