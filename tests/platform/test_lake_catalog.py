@@ -237,7 +237,7 @@ def test_migrations_are_idempotent_and_a_second_catalog_keeps_the_data(db_url: s
     assert third.list_versions_sync("bars.x") == ["v1"]
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {models.VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM catalog_alembic_version")).scalars().all() == ["0001"]
     tables = set(inspect(engine).get_table_names())
     assert {"catalog_datasets", "catalog_tags", "catalog_symbols", "catalog_lineage", models.VERSION_TABLE} <= tables
     engine.dispose()
