@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from qframe.research.backtesting.checkpoints import (
     CheckpointError,
@@ -82,7 +82,7 @@ def test_checkpoints_live_as_parquet_files_in_a_local_lake(tmp_path: Path) -> No
 
 
 def test_bad_ids_and_unreadable_checkpoints_are_named() -> None:
-    with pytest.raises(ValueError, match="sweep id '../x' cannot be used"):
+    with pytest.raises(ValueError, match=r"sweep id '\.\./x' cannot be used"):
         SweepCheckpoints(MemoryStorage(), "../x")
     storage = MemoryStorage()
     checkpoints = SweepCheckpoints(storage, "sweep-x")
