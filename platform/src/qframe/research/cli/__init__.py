@@ -1,0 +1,56 @@
+"""The `qframe` command line: `qframe data ...`, `qframe backtest`, `qframe report`, `qframe demo`.
+
+Every command reads the same settings as notebooks (QFRAME_* variables, or options), prints errors
+in plain words with exit code 2 for bad input, and imports the heavy libraries only when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import structlog
+import typer
+from qframe.research.cli import data
+from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
+
+app = typer.Typer(
+    name="qframe",
+    help="QFrame research platform: data lake, backtests on Dask/Ray, reports, and a demo.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug logs"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors in the log"),
+) -> None:
+    """QFrame research platform: data lake, backtests on Dask/Ray, reports, and a demo."""
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def configure_logging(level: int) -> None:
+    """Logs go to stderr so that stdout holds only what a command prints as its result."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+@app.command()
+def status(workdir: Workdir = None, lake: LakeUrl = None, catalog: CatalogUrl = None) -> None:
+    """Where the lake, catalog and MLflow are, which strategies and compute backends are available."""
+    from qframe.research.integration_layer import create_research_integration
+
+    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+        console.print_json(json.dumps(session.get_integration_status()))

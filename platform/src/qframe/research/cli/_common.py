@@ -1,0 +1,65 @@
+"""What every `qframe` command shares: settings options, plain-word errors, the rich console."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes: 1 = the work failed, 2 = the input was wrong (nothing was changed).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+Workdir = Annotated[
+    Path | None,
+    typer.Option("--workdir", envvar="QFRAME_WORKDIR", help="laptop defaults (lake, catalog, MLflow) live here"),
+]
+LakeUrl = Annotated[
+    str | None,
+    typer.Option("--lake", envvar="QFRAME_LAKE_URL", help="file:///path, s3://bucket/prefix or memory://"),
+]
+CatalogUrl = Annotated[
+    str | None,
+    typer.Option("--catalog", envvar="QFRAME_CATALOG_URL", help="sqlite:///file.db or postgresql+psycopg://..."),
+]
+
+
+def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    # Imported here so `qframe --help` does not load pandas, SQLAlchemy and numba.
+    from qframe.research.data_lake.catalog import CatalogError
+    from qframe.research.data_lake.storage import StorageError
+
+    return (ValueError, LookupError, CatalogError, StorageError, FileNotFoundError)
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Known errors become one readable line and an exit code instead of a traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        fail("interrupted; finished work is kept (rerun the same command to resume)", code=130)
+    except Exception as exc:
+        if isinstance(exc, _bad_input_types()):
+            fail(str(exc))
+        raise
+
+
+def settings_from(workdir: Path | None, lake: str | None, catalog: str | None, **more: Any) -> Any:
+    from qframe.research.settings import ResearchSettings
+
+    return ResearchSettings.from_env(workdir=workdir, lake_url=lake, catalog_url=catalog, **more)
