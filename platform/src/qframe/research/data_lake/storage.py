@@ -749,6 +749,21 @@ def _s3_error_code(exc: BaseException) -> str:
     return ""
 
 
+def minio_endpoint_url(endpoint: str, *, secure: bool) -> str:
+    """``host:port`` (minio-py style) or a URL whose scheme must agree with ``secure``."""
+    scheme = "https" if secure else "http"
+    if not isinstance(endpoint, str) or not endpoint.strip("/"):
+        raise LayoutError(f"endpoint={endpoint!r}: pass 'host:port', e.g. 'minio.qframe-data:9000'")
+    if "://" in endpoint:
+        given = urlsplit(endpoint).scheme
+        if given != scheme:
+            raise LayoutError(
+                f"endpoint {endpoint!r} says {given} but secure={secure}; pass 'host:port' or make them agree"
+            )
+        return endpoint.rstrip("/")
+    return f"{scheme}://{endpoint.rstrip('/')}"
+
+
 class MinIOStorage(S3Storage):
     """S3Storage against a MinIO endpoint (``host:port``; ``secure`` picks https or http).
 
@@ -771,16 +786,7 @@ class MinIOStorage(S3Storage):
         kms_key_id: str | None = None,
         io_threads: int = DEFAULT_IO_THREADS,
     ) -> None:
-        scheme = "https" if secure else "http"
-        if "://" in endpoint:
-            given = urlsplit(endpoint).scheme
-            if given != scheme:
-                raise LayoutError(
-                    f"endpoint {endpoint!r} says {given} but secure={secure}; pass 'host:port' or make them agree"
-                )
-            endpoint_url = endpoint.rstrip("/")
-        else:
-            endpoint_url = f"{scheme}://{endpoint.rstrip('/')}"
+        endpoint_url = minio_endpoint_url(endpoint, secure=secure)
         super().__init__(
             bucket_name,
             prefix=prefix,
