@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from qframe.research.data_lake.catalog import DataCatalog, DataQuality
 from qframe.research.data_lake.ingestion import bars_checksum, quarantine_name, read_quarantine
 from qframe.research.data_lake.kafka_stream import (
+    IngestStats,
     KafkaBarIngestor,
     parse_version,
     publish_bars,
@@ -248,25 +249,37 @@ def test_bad_and_repeated_bars_are_quarantined_or_deduplicated(kafka: KafkaServi
     bad = good.iloc[[10, 320]].copy()
     bad["high"] = bad["low"] / 2  # high below low: invalid
     bad["timestamp"] = bad["timestamp"] + pd.Timedelta(minutes=30)  # new instants, in order within their symbol
-    stream = pd.concat([good.iloc[:11], bad.iloc[[0]], good.iloc[11:321], bad.iloc[[1]], good.iloc[321:]])
-    repeated = good.iloc[[5, 400]]  # published again later, in another batch
+    echo = good.iloc[[7]]  # the same bar twice in one batch
+    stream = pd.concat([good.iloc[:11], bad.iloc[[0]], good.iloc[11:30], echo, good.iloc[30:321], bad.iloc[[1]],
+                        good.iloc[321:]])  # fmt: skip
     assert publish_bars(kafka.bootstrap_servers, topic, stream, validate=False) == len(stream)
-    assert publish_bars(kafka.bootstrap_servers, topic, repeated) == 2
 
     storage = LocalFileStorage(tmp_path / "lake")
     with DataCatalog(f"sqlite:///{tmp_path / 'catalog.db'}") as catalog:
-        ingestor = KafkaBarIngestor(
-            kafka.bootstrap_servers, topic, storage, catalog, group_id="quarantine-test", batch_size=5000,
-        )  # fmt: skip
-        stats = ingestor.run(max_idle_seconds=5)
+
+        def ingest() -> IngestStats:
+            ingestor = KafkaBarIngestor(
+                kafka.bootstrap_servers, topic, storage, catalog, group_id="quarantine-test", batch_size=5000,
+                dataset="stream.quarantine-test",
+            )  # fmt: skip
+            return ingestor.run(max_idle_seconds=4)
+
+        stats = ingest()
         assert stats.bars_quarantined == 2
-        quarantined = catalog.search_sync(name_prefix=quarantine_name(ingestor.dataset))
-        assert quarantined
+        assert stats.duplicates_dropped == 1
+        assert stats.bars_written == len(good)
+        quarantined = catalog.search_sync(name_prefix=quarantine_name("stream.quarantine-test"))
         assert {entry.quality_level for entry in quarantined} == {DataQuality.QUARANTINED}
         assert sum(entry.row_count for entry in quarantined) == 2
-        rows = pd.concat([read_quarantine(storage, ingestor.dataset, e.version) for e in quarantined])
+        rows = pd.concat([read_quarantine(storage, "stream.quarantine-test", e.version) for e in quarantined])
         assert set(rows["_reasons"]) == {"high_below_open_close"}  # low was left valid
-    raw = read_ingested(storage, ingestor.dataset, dedupe=False)
-    assert len(raw) == len(good) + 2  # the two re-published bars landed in later versions
-    clean = read_ingested(storage, ingestor.dataset)
+        assert sorted(rows["high"]) == sorted(bad["high"])
+
+        # The producer re-publishes two bars later on: they arrive in a new batch and a new version.
+        assert publish_bars(kafka.bootstrap_servers, topic, good.iloc[[5, 400]]) == 2
+        assert ingest().bars_written == 2
+    raw = read_ingested(storage, "stream.quarantine-test", dedupe=False)
+    assert len(raw) == len(good) + 2
+    clean = read_ingested(storage, "stream.quarantine-test")
+    assert len(clean) == len(good)
     assert bars_checksum(clean) == bars_checksum(good)
