@@ -160,6 +160,17 @@ def test_equity_curve_and_result_object_give_the_same_analysis() -> None:
             assert other[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
 
 
+def test_series_name_or_kind_decides_when_the_level_is_ambiguous() -> None:
+    # A wealth path that lost most of its value has a median below 0.5: only the name or kind tells it apart.
+    wealth = pd.Series([1.0, 0.4, 0.3, 0.35], name="equity")
+    np.testing.assert_allclose(returns_from(wealth).to_numpy(), [-0.6, -0.25, 0.35 / 0.3 - 1])
+    np.testing.assert_allclose(
+        returns_from(wealth.rename(None), kind="equity").to_numpy(), [-0.6, -0.25, 0.35 / 0.3 - 1]
+    )
+    np.testing.assert_allclose(returns_from(wealth.rename(None)).to_numpy(), [1.0, 0.4, 0.3, 0.35])  # guessed returns
+    assert returns_from(pd.Series([2.0, 3.0], name="returns")).tolist() == [2.0, 3.0]
+
+
 def test_returns_from_rejects_bad_input_clearly() -> None:
     with pytest.raises(TypeError, match="pandas Series"):
         returns_from("not a series")

@@ -111,9 +111,12 @@ def _as_series(values: Any, what: str) -> pd.Series:
     )
 
 
+_NAMED_KINDS: dict[str, SeriesKind] = {"equity": "equity", "returns": "returns", "wealth": "equity", "nav": "equity"}
+
+
 def _looks_like_equity(series: pd.Series) -> bool:
     # Periodic returns whose median exceeds +50% per bar are not plausible; a positive curve around such levels is
-    # an equity/wealth path. Pass kind= explicitly to skip the guess.
+    # an equity/wealth path. A Series named equity/returns/wealth/nav, or kind=, skips the guess.
     finite = series[np.isfinite(series.to_numpy(dtype=np.float64))]
     return bool(len(finite) > 0 and (finite > 0).all() and finite.median() > 0.5)
 
@@ -130,6 +133,8 @@ def returns_from(result: Any, *, kind: SeriesKind = "auto") -> pd.Series:
         elif equity is not None:
             result, kind = equity, "equity"
     series = _as_series(result, "result").astype(np.float64)
+    if kind == "auto" and isinstance(series.name, str) and series.name.lower() in _NAMED_KINDS:
+        kind = _NAMED_KINDS[series.name.lower()]
     if kind == "auto":
         kind = "equity" if _looks_like_equity(series) else "returns"
     if kind == "equity":

@@ -158,9 +158,9 @@ class ExperimentTracker(ABC):
         strategy: str,
         params: Mapping[str, Any],
         metrics: Mapping[str, Any],
-        *,
         results_frame: pd.DataFrame | None = None,
         artifacts: Mapping[str, Path | str] | None = None,
+        *,
         tags: Mapping[str, str] | None = None,
     ) -> str:
         """Nested run for one strategy under the active sweep; returns its run id.
