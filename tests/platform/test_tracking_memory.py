@@ -195,3 +195,34 @@ def test_importing_the_package_does_not_import_mlflow() -> None:
         "sys.exit(1 if 'mlflow' in sys.modules or 'matplotlib.pyplot' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
+
+
+def test_walk_forward_summary_keeps_out_of_sample_separate() -> None:
+    grid = results_table().assign(sample="in_sample", selected=False)
+    # per split, the combination chosen on the train window is scored on the following test window
+    oos = pd.DataFrame(
+        {
+            "task_id": ["o0", "o0", "o1"],
+            "strategy": "ma_crossover",
+            "dataset": "AAA",
+            "split_id": [0, 0, 1],
+            "param_fast": [5, 10, 5],
+            "param_slow": [100, 50, 100],
+            "sharpe": [0.3, 9.0, -0.1],  # the 9.0 row was not selected and must not count anywhere
+            "total_return": [0.02, 0.5, -0.01],
+            "max_drawdown": [-0.04, -0.01, -0.06],
+            "n_trades": [3, 3, 4],
+            "sample": "out_of_sample",
+            "selected": [True, False, True],
+        }
+    )
+    summary = summarize_results(pd.concat([grid, oos], ignore_index=True), metric="sharpe")
+    assert summary.best_params == {"fast": 5, "slow": 100}  # chosen on in-sample rows only
+    assert summary.best_metrics["sharpe"] == pytest.approx(1.5)
+    assert summary.aggregates["max.sharpe"] == pytest.approx(1.5)  # the OOS 9.0 is not in the grid figures
+    assert summary.aggregates["oos.mean.sharpe"] == pytest.approx((0.3 - 0.1) / 2)
+    assert summary.aggregates["oos.compounded_return"] == pytest.approx(1.02 * 0.99 - 1)
+    assert summary.aggregates["oos.worst.max_drawdown"] == pytest.approx(-0.06)
+    assert summary.aggregates["oos.splits"] == 2.0
+    assert summary.n_rows == 11
+    assert "oos.mean.sharpe" not in summarize_results(results_table()).aggregates

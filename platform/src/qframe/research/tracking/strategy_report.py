@@ -11,7 +11,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.reporting.tear_sheet import TearSheet, build_tear_sheet
 from qframe.research.tracking.base import ExperimentTracker
-from qframe.research.tracking.summary import StrategySummary, summarize_results
+from qframe.research.tracking.summary import StrategySummary, grid_rows, summarize_results
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def log_strategy_report(
     sheet = build_tear_sheet(
         equity,
         returns,
-        results=results if heatmap_params is not None else None,
+        results=grid_rows(results) if heatmap_params is not None else None,
         heatmap_params=heatmap_params,
         heatmap_metric=metric,
         title=f"{strategy}: best by {metric} {summary.best_params}",
