@@ -127,6 +127,11 @@ def normalise_bars(
     so validation reports the row instead of the parser failing on the first one.
     """
     frame = df.rename(columns=dict(column_map)) if column_map else df.copy()
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise IngestionError(
+            f"duplicate column(s) {duplicated} after mapping; map only one source column to each lake column"
+        )
     if symbol is not None:
         if "symbol" in frame.columns:
             raise IngestionError("symbol= was given but the data already has a 'symbol' column; pass only one")
@@ -158,20 +163,26 @@ def _parse_timestamps(values: pd.Series, *, unit: TimestampUnit | None, source_t
             )
         parsed = pd.to_datetime(values, unit=unit, utc=True)
     else:
-        try:
-            parsed = pd.to_datetime(values, format="mixed", utc=False)
-        except (ValueError, TypeError) as exc:
-            raise IngestionError(
-                f"timestamp values could not be parsed as dates ({exc}); use ISO 8601 text such as "
-                "'2024-01-01T09:30:00Z' or epoch numbers with timestamp_unit="
-            ) from exc
-        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-            parsed = parsed.dt.tz_convert("UTC")
-        elif pd.api.types.is_datetime64_dtype(parsed.dtype):
-            parsed = parsed.dt.tz_localize(source_tz).dt.tz_convert("UTC")
-        else:  # mixed offsets come back as objects; utc=True resolves them all
-            parsed = pd.to_datetime(values, format="mixed", utc=True)
+        parsed = _parse_text_timestamps(values)
+        if not isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            parsed = parsed.dt.tz_localize(source_tz)
+        parsed = parsed.dt.tz_convert("UTC")
     return parsed.dt.as_unit("ns")
+
+
+def _parse_text_timestamps(values: pd.Series) -> pd.Series:
+    try:
+        return pd.to_datetime(values, format="mixed")
+    except (ValueError, TypeError):
+        pass
+    try:
+        # Different UTC offsets in one column (e.g. across a DST change) only have a common form in UTC.
+        return pd.to_datetime(values, format="mixed", utc=True)
+    except (ValueError, TypeError) as exc:
+        raise IngestionError(
+            f"timestamp values could not be parsed as dates ({exc}); use ISO 8601 text such as "
+            "'2024-01-01T09:30:00Z' or epoch numbers with timestamp_unit="
+        ) from exc
 
 
 def read_bars_file(path: str | Path, *, csv_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -553,9 +564,17 @@ def _periods(start: TimestampLike, end: TimestampLike | None, freq: str, periods
     return count
 
 
+def _arrow_column(values: pd.Series) -> pa.Array:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        # Explicit conversion: handing pandas tz-aware columns to Arrow goes through a deprecated pandas path.
+        utc = values.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns").to_numpy()
+        return pa.array(utc, type=pa.timestamp("ns", tz="UTC"))
+    return pa.array(values, from_pandas=True)
+
+
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = pa.table({str(c): _arrow_column(frame[c]) for c in frame.columns})
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Rows that failed validation may hold anything; text keeps every value readable.
         table = pa.Table.from_pandas(frame.astype(str), preserve_index=False)
