@@ -229,6 +229,14 @@ def test_drawdown_series_total_loss() -> None:
     assert basic["annualized_return"] == -1.0
 
 
+def test_annualising_a_short_strong_sample_overflows_to_inf_not_an_error() -> None:
+    basic = AdvancedPerformanceAnalyzer(bars_per_year=252 * 390, n_simulations=10).analyze_comprehensive(
+        pd.Series([0.5, 0.4, -0.1])
+    )["basic_metrics"]
+    assert basic["annualized_return"] == math.inf
+    assert basic["total_return"] == pytest.approx(1.5 * 1.4 * 0.9 - 1)
+
+
 def test_seed_style_dict_access_and_unknown_section() -> None:
     got = analyzer().analyze_comprehensive(daily(R))
     assert set(got.to_dict()) >= {

@@ -246,7 +246,9 @@ class AdvancedPerformanceAnalyzer:
         elif total <= -1.0:
             annual = -1.0
         else:
-            annual = float((1.0 + total) ** (self.bars_per_year / n) - 1.0)
+            # Short, strong samples annualise past float range: that is +inf, not an OverflowError.
+            with np.errstate(over="ignore"):
+                annual = float(np.expm1(np.log1p(total) * (self.bars_per_year / n)))
         sqrt_bpy = math.sqrt(self.bars_per_year)
         excess = r - self.rf_per_bar
         std = float(r.std(ddof=1)) if n > 1 else math.nan
