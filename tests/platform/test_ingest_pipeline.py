@@ -19,7 +19,14 @@ from qframe.research.data_lake.ingestion import (
     read_quarantine,
     timeframe_to_freq,
 )
-from qframe.research.data_lake.kafka_stream import decode_bars, encode_bars, parse_version, read_ingested, version_for
+from qframe.research.data_lake.kafka_stream import (
+    compact_ingested,
+    decode_bars,
+    encode_bars,
+    parse_version,
+    read_ingested,
+    version_for,
+)
 from qframe.research.data_lake.storage import DatasetVersionExists, LocalFileStorage, MemoryStorage
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.data_lake.validation import MarketDataValidationError
@@ -291,3 +298,32 @@ def test_read_ingested_dedupes_overlapping_ranges_from_different_batch_boundarie
     assert len(clean) == 120
     assert bars_checksum(clean) == bars_checksum(aaa)
     assert len(read_ingested(storage, "stream.none")) == 0
+
+
+def test_compaction_writes_the_deduplicated_union_with_lineage(bars: pd.DataFrame, catalog: DataCatalog) -> None:
+    storage = MemoryStorage()
+    pipeline = DataIngestionPipeline(storage, catalog)
+    aaa = bars[bars["symbol"] == "AAA"].reset_index(drop=True)
+    pipeline.ingest_frame_sync(aaa.iloc[0:80], name="stream.c", version=version_for(0, 0, 79))
+    pipeline.ingest_frame_sync(aaa.iloc[60:120], name="stream.c", version=version_for(0, 60, 119))
+    manifest = compact_ingested(storage, "stream.c", target="bars.c-compacted", version="v1", catalog=catalog)
+    assert manifest.row_count == 120
+    assert bars_checksum(storage.read_dataset("bars.c-compacted")) == bars_checksum(aaa)
+    entry = catalog.get_dataset_sync("bars.c-compacted", "v1")
+    assert entry.quality_level == DataQuality.CURATED
+    assert {ref.version for ref in catalog.lineage_sync("bars.c-compacted", "v1")} == {"p0-o0-79", "p0-o60-119"}
+
+
+def test_csv_provider_reads_the_file_and_keeps_the_requested_symbols(
+    tmp_path: Path, bars: pd.DataFrame, catalog: DataCatalog
+) -> None:
+    path = tmp_path / "bars.csv"
+    bars.to_csv(path, index=False)
+    storage = MemoryStorage()
+    entry = DataIngestionPipeline(storage, catalog).ingest_market_data_sync(
+        "csv", ["BBB"], "1h", path=path, version="v1"
+    )
+    assert isinstance(entry, DatasetMetadata)
+    assert entry.name == "bars.csv-1h"
+    assert entry.symbols == ("BBB",)
+    assert bars_checksum(storage.read_dataset("bars.csv-1h")) == bars_checksum(bars[bars["symbol"] == "BBB"])
