@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import boto3
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 from qframe.research.data_lake.catalog import DataCatalog, DataQuality
 from qframe.research.data_lake.ingestion import DataIngestionPipeline, bars_checksum, quarantine_name, read_quarantine
 from qframe.research.data_lake.kafka_stream import KafkaBarIngestor, publish_bars, read_ingested

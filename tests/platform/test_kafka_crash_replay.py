@@ -12,10 +12,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 from qframe.research.data_lake.catalog import DataCatalog, DataQuality
 from qframe.research.data_lake.ingestion import bars_checksum, quarantine_name, read_quarantine
 from qframe.research.data_lake.kafka_stream import (
