@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -176,16 +177,37 @@ def run_migrations(engine: Engine) -> None:
                 connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 connection.commit()
         return
-    for attempt in range(1, _SQLITE_MIGRATION_ATTEMPTS + 1):
+    with _sqlite_migration_lock(engine.url.database):
+        for attempt in range(1, _SQLITE_MIGRATION_ATTEMPTS + 1):
+            try:
+                with engine.begin() as connection:
+                    command.upgrade(_alembic_config(connection), "head")
+                return
+            except OperationalError as exc:
+                # Without the file lock (no fcntl), migrators race on "table exists"; the retry then sees head.
+                if attempt == _SQLITE_MIGRATION_ATTEMPTS:
+                    raise CatalogError(f"catalog migration failed after {attempt} attempts: {exc}") from exc
+                time.sleep(0.2 * attempt)
+
+
+@contextmanager
+def _sqlite_migration_lock(database: str | None) -> Iterator[None]:
+    """An exclusive lock file next to a SQLite catalog, held while migrating (POSIX hosts)."""
+    if not database or database == ":memory:":
+        yield
+        return
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only; elsewhere the retry loop covers the race
+    except ImportError:
+        yield
+        return
+    lock_path = Path(database).expanduser().resolve().with_name(Path(database).name + ".migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            with engine.begin() as connection:
-                command.upgrade(_alembic_config(connection), "head")
-            return
-        except OperationalError as exc:
-            # Two SQLite migrators race on "table exists"/"database is locked"; the retry sees head.
-            if attempt == _SQLITE_MIGRATION_ATTEMPTS:
-                raise CatalogError(f"catalog migration failed after {attempt} attempts: {exc}") from exc
-            time.sleep(0.2 * attempt)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _ts_to_ns(value: pd.Timestamp | None) -> int | None:
