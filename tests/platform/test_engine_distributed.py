@@ -1,0 +1,145 @@
+"""Real Dask and Ray backends: identical frames to sequential, metrics, and a worker SIGKILLed mid-sweep.
+
+Each test starts its own local cluster (2 single-threaded worker processes on 127.0.0.1) and closes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd  # type: ignore[import-untyped]
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, as_market_data
+from qframe.research.backtesting.types import MarketData
+
+from tests.harness.engine_probe import PROBE_DELAY_ENV, PROBE_DIR_ENV, probed_evaluate, read_evaluations
+from tests.harness.engine_workload import GRIDS, STRATEGIES, n_combinations, workload_bars
+
+pytestmark = pytest.mark.services
+
+N_SPLITS = 3
+PURGE = 5
+
+
+@pytest.fixture(scope="module")
+def market() -> dict[str, MarketData]:
+    return as_market_data(workload_bars())
+
+
+@pytest.fixture(scope="module")
+def reference(market: dict[str, MarketData]) -> BacktestResults:
+    with DistributedBacktestEngine("sequential", block_size=3, progress=False) as engine:
+        return engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+
+
+def _key_columns(frame: pd.DataFrame) -> list[str]:
+    params = sorted(column for column in frame.columns if column.startswith("param_"))
+    return ["strategy", "dataset", "split_id", "sample", *params]
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(_key_columns(frame), kind="stable").reset_index(drop=True)
+
+
+def _assert_same_rows(frame: pd.DataFrame, reference: pd.DataFrame) -> None:
+    keys = _key_columns(reference)
+    assert not frame.duplicated(keys).any(), "a combination appears twice"
+    assert len(frame) == len(reference)
+    pd.testing.assert_frame_equal(_sorted(frame), _sorted(reference), check_exact=True)
+
+
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_backend_gives_the_sequential_frame_exactly(
+    backend: str, market: dict[str, MarketData], reference: BacktestResults
+) -> None:
+    registry = CollectorRegistry()
+    with (
+        structlog.testing.capture_logs() as logs,
+        DistributedBacktestEngine(backend, max_workers=2, block_size=3, registry=registry, progress=False) as engine,
+    ):
+        assert engine.backend == backend, engine.fallback_reasons
+        results = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+        assert engine.compute.n_workers == 2
+
+    assert results.backend == backend
+    assert results.sweep_id == reference.sweep_id  # same inputs, same sweep, whatever runs it
+    # Rows come back in task order, not completion order, so even the unsorted frames are equal.
+    pd.testing.assert_frame_equal(results.frame, reference.frame, check_exact=True)
+    _assert_same_rows(results.frame, reference.frame)
+
+    splits = N_SPLITS
+    for strategy, combos in n_combinations().items():
+        evaluated = registry.get_sample_value("qframe_backtests_total", {"strategy": strategy, "backend": backend})
+        # every combination on every dataset, once in-sample and once out-of-sample per split
+        assert evaluated == combos * len(market) * splits * 2
+    tasks = registry.get_sample_value("qframe_backtest_task_duration_seconds_count", {"backend": backend})
+    assert tasks == results.n_tasks
+    busy = registry.get_sample_value("qframe_backtest_task_duration_seconds_sum", {"backend": backend})
+    assert busy is not None
+    assert busy > 0
+    started = [entry for entry in logs if entry["event"] == "sweep started"]
+    assert [entry["sweep_id"] for entry in started] == [results.sweep_id]
+    assert started[0]["backend"] == backend
+
+
+@pytest.fixture
+def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # Set before the cluster starts: worker processes inherit the environment of the process that spawns them.
+    monkeypatch.setenv(PROBE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(PROBE_DELAY_ENV, "0.4")
+    return tmp_path
+
+
+def _wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_worker_killed_mid_sweep_loses_and_duplicates_nothing(
+    backend: str, probe: Path, market: dict[str, MarketData], reference: BacktestResults
+) -> None:
+    outcome: dict[str, BacktestResults | BaseException] = {}
+    with DistributedBacktestEngine(
+        backend, max_workers=2, block_size=3, progress=False, evaluator=probed_evaluate
+    ) as engine:
+        assert engine.backend == backend, engine.fallback_reasons
+
+        def sweep() -> None:
+            try:
+                outcome["results"] = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+            except BaseException as exc:  # handed to the test thread
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=sweep, name="sweep")
+        runner.start()
+        # Kill the process that started the latest evaluation: it sleeps in the probe, so it is mid-task.
+        _wait_for(lambda: len(read_evaluations(probe)) >= 4, 120, "four evaluations to start")
+        victim_task, victim_pid = read_evaluations(probe)[-1]
+        assert victim_pid != os.getpid()
+        os.kill(victim_pid, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert not runner.is_alive(), "the sweep did not finish after a worker was killed"
+
+    if "error" in outcome:
+        raise AssertionError(f"the sweep failed after a worker was killed: {outcome['error']!r}")
+    results = outcome["results"]
+    assert isinstance(results, BacktestResults)
+    evaluations = read_evaluations(probe)
+    # The killed task ran again, in another process: the retry, not luck, completed the sweep.
+    reruns = [pid for task_id, pid in evaluations if task_id == victim_task]
+    assert len(reruns) >= 2
+    assert reruns[-1] != victim_pid
+    assert {task_id for task_id, _ in evaluations} == set(results.frame["task_id"])
+    pd.testing.assert_frame_equal(results.frame, reference.frame, check_exact=True)
+    _assert_same_rows(results.frame, reference.frame)
