@@ -28,6 +28,7 @@ from qframe.research.data_lake.kafka_stream import (
 )
 from qframe.research.data_lake.storage import LocalFileStorage
 from qframe.research.data_lake.synthetic import generate_market_data
+from qframe.research.data_lake.validation import MarketDataValidationError
 
 from tests.harness.services import KafkaService
 
@@ -284,3 +285,20 @@ def test_bad_and_repeated_bars_are_quarantined_or_deduplicated(kafka: KafkaServi
     clean = read_ingested(storage, "stream.quarantine-test")
     assert len(clean) == len(good)
     assert bars_checksum(clean) == bars_checksum(good)
+
+
+def test_without_quarantine_an_invalid_batch_stops_the_ingestor_before_anything_is_committed(
+    kafka: KafkaService, tmp_path: Path
+) -> None:
+    topic = _create_topic(kafka.bootstrap_servers, 1)
+    bars = generate_market_data(["AAA"], periods=50, freq="1h", seed=6)
+    bars.loc[20, "volume"] = -1.0
+    assert publish_bars(kafka.bootstrap_servers, topic, bars, validate=False) == len(bars)
+    storage = LocalFileStorage(tmp_path / "lake")
+    ingestor = KafkaBarIngestor(
+        kafka.bootstrap_servers, topic, storage, group_id="strict", quarantine=False, batch_size=100
+    )
+    with pytest.raises(MarketDataValidationError, match=r"volume_invalid \(1 rows\)"):
+        ingestor.run(max_idle_seconds=5)
+    assert storage.list_keys("") == []
+    assert _committed(kafka.bootstrap_servers, "strict", topic, 1)[0] < 0  # no offset committed for the group

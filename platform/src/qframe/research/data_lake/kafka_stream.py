@@ -215,6 +215,7 @@ class IngestStats:
     bars_quarantined: int = 0
     skipped_already_stored: int = 0
     duplicates_dropped: int = 0
+    commit_failures: int = 0
     seconds: float = 0.0
     committed: dict[int, int] = field(default_factory=dict)
 
@@ -270,6 +271,7 @@ class KafkaBarIngestor:
         }
         self.assignment_timeout_s = assignment_timeout_s
         self._assigned_at: float | None = None
+        self._pending: list[_Record] = []
         self._stored: dict[int, int] = {}
         self._stored_lock = threading.Lock()
 
@@ -286,7 +288,7 @@ class KafkaBarIngestor:
         self._assigned_at = None
         consumer = Consumer(self._config)
         try:
-            consumer.subscribe([self.topic], on_assign=self._on_assign)
+            consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             while not (stop is not None and stop.is_set()):
                 batch = self._collect(consumer, stop)
                 if batch:
@@ -342,8 +344,15 @@ class KafkaBarIngestor:
                     description=f"bars from Kafka topic {self.topic} (registered on recovery)",
                 )
 
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Bars of a partition we no longer own are the new owner's to write; writing them too would only
+        # create overlapping versions (harmless after dedupe, but wasteful).
+        revoked = {p.partition for p in partitions}
+        self._pending[:] = [r for r in self._pending if r.partition not in revoked]
+        log.info("kafka.revoked", partitions=sorted(revoked))
+
     def _collect(self, consumer: Consumer, stop: threading.Event | None) -> list[_Record]:
-        batch: list[_Record] = []
+        batch = self._pending = []
         deadline = time.monotonic() + self.batch_timeout_s
         while len(batch) < self.batch_size and not (stop is not None and stop.is_set()):
             remaining = deadline - time.monotonic()
@@ -374,7 +383,14 @@ class KafkaBarIngestor:
                 self._write_partition_batch(partition, fresh, stats)
             commits.append(TopicPartition(self.topic, partition, messages[-1].offset + 1))
         # Only now is every bar of the batch durable in the lake: the restart point may move past it.
-        consumer.commit(offsets=commits, asynchronous=False)
+        try:
+            consumer.commit(offsets=commits, asynchronous=False)
+        except KafkaException as exc:
+            # The bars are durable and the next owner skips what the lake holds, so nothing is lost or doubled;
+            # typically a rebalance took the partitions away while the batch was being written.
+            stats.commit_failures += 1
+            log.warning("kafka.commit_failed", error=str(exc), offsets={tp.partition: tp.offset for tp in commits})
+            return
         for tp in commits:
             stats.committed[tp.partition] = tp.offset
 
