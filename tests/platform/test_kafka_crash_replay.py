@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from qframe.research.data_lake.ingestion import bars_checksum, quarantine_name, 
 from qframe.research.data_lake.kafka_stream import (
     IngestStats,
     KafkaBarIngestor,
+    KafkaIngestError,
     parse_version,
     publish_bars,
     read_ingested,
@@ -302,3 +304,26 @@ def test_without_quarantine_an_invalid_batch_stops_the_ingestor_before_anything_
         ingestor.run(max_idle_seconds=5)
     assert storage.list_keys("") == []
     assert _committed(kafka.bootstrap_servers, "strict", topic, 1)[0] < 0  # no offset committed for the group
+
+
+def test_publish_raises_when_bars_cannot_be_delivered() -> None:
+    # A closed loopback port: librdkafka retries until message.timeout.ms, then reports each bar as failed.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    bars = generate_market_data(["AAA"], periods=5, seed=1)
+    with pytest.raises(KafkaIngestError, match=r"published 0 of 5 bars to 'nowhere': 5 delivery error\(s\)"):
+        publish_bars(
+            f"127.0.0.1:{closed_port}",
+            "nowhere",
+            bars,
+            producer_config={"message.timeout.ms": 1500},
+            flush_timeout_s=30,
+        )
+
+
+def test_publish_refuses_invalid_bars_before_connecting() -> None:
+    bars = generate_market_data(["AAA"], periods=5, seed=1)
+    bars.loc[2, "low"] = 0.0
+    with pytest.raises(MarketDataValidationError, match="low_not_positive"):
+        publish_bars("127.0.0.1:1", "never", bars)
