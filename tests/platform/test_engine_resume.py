@@ -80,7 +80,9 @@ def test_interrupted_sweep_resumes_without_recomputing_finished_tasks(
     before = read_evaluations(probe)
     (probe / "evaluations.log").rename(probe / "first-run.log")
 
-    second = subprocess.run(_driver(lake, out), check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        _driver(lake, out), check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     stats = json.loads(second.stdout.strip().splitlines()[-1])
     rerun = [task_id for task_id, _ in read_evaluations(probe)]
