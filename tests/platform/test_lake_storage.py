@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,35 @@ def test_crash_leftovers_are_invisible_then_cleaned_by_the_next_write(storage: D
     storage.write_dataset("bars.crash", df, version="v1")
     assert not [k for k in storage.list_keys("datasets/bars.crash/") if "deadbeef" in k]
     pd.testing.assert_frame_equal(storage.read_dataset("bars.crash"), df, check_dtype=False)
+
+
+def test_concurrent_writers_of_one_version_have_exactly_one_winner(storage: DataLakeStorage) -> None:
+    frames = [bars(["AAA", "BBB"], 24 * 40, seed=i) for i in range(4)]
+    barrier = threading.Barrier(len(frames))
+    outcomes: dict[int, str] = {}
+
+    def writer(index: int) -> None:
+        barrier.wait()
+        try:
+            storage.write_dataset("bars.race", frames[index], version="v1")
+            outcomes[index] = "won"
+        except DatasetVersionExists:
+            outcomes[index] = "exists"
+        except Exception as exc:
+            outcomes[index] = f"{type(exc).__name__}: {exc}"
+            raise
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(frames))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    winners = [i for i, outcome in outcomes.items() if outcome == "won"]
+    assert sorted(outcomes.values()) == ["exists"] * (len(frames) - 1) + ["won"], outcomes
+    pd.testing.assert_frame_equal(storage.read_dataset("bars.race"), frames[winners[0]], check_dtype=False)
+    committed = storage.manifest("bars.race", "v1")
+    attempts = {k.split("/")[3] for k in storage.list_keys("datasets/bars.race/v1/") if k.endswith(".parquet")}
+    assert attempts == {committed.files[0].split("/")[0]}
 
 
 def test_latest_versions_and_datasets(storage: DataLakeStorage) -> None:

@@ -25,7 +25,6 @@ import hashlib
 import os
 import threading
 import uuid
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -148,8 +147,13 @@ class DataLakeStorage(ABC):
         self._fs.pipe_file(path, data)
 
     def _remove_tree(self, path: str) -> None:
-        with suppress(FileNotFoundError):
+        """Best effort: a concurrent writer may be adding files below ``path`` while it goes."""
+        try:
             self._fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("lake.remove_failed", path=path, error=str(exc))
 
     # --- paths -------------------------------------------------------------------------------------
 
@@ -315,10 +319,25 @@ class DataLakeStorage(ABC):
                     f"dataset {name!r} version {version!r} was committed by another writer while this one was "
                     "writing; versions are immutable: write a new version or pass overwrite=True"
                 ) from None
+        except DatasetVersionExists:
+            self._remove_tree(attempt_path)
+            raise
+        except Exception as exc:
+            self._remove_tree(attempt_path)
+            # A concurrent writer that committed first also sweeps our attempt dir; say what really happened.
+            if not overwrite and self._fs.exists(manifest_path):
+                raise DatasetVersionExists(
+                    f"dataset {name!r} version {version!r} was committed by another writer while this one was "
+                    "writing; versions are immutable: write a new version or pass overwrite=True"
+                ) from exc
+            raise
         except BaseException:
             self._remove_tree(attempt_path)
             raise
-        self._clean_stale_attempts(vdir)
+        try:
+            self._clean_stale_attempts(vdir)
+        except OSError as exc:  # committed already; leftovers stay invisible and the next write sweeps them
+            log.warning("lake.cleanup_failed", dataset=name, version=version, error=str(exc))
         log.info(
             "lake.version_committed",
             dataset=name,
@@ -522,10 +541,20 @@ class DataLakeStorage(ABC):
 
 
 def _arrow_table(frame: pd.DataFrame) -> pa.Table:
-    with warnings.catch_warnings():
-        # pyarrow 25 still reads Series.values of tz-aware columns; pandas 3.1 warns about it on every write.
-        warnings.filterwarnings("ignore", message="Series.values returning an ndarray", category=Warning)
-        return pa.Table.from_pandas(frame, preserve_index=False)
+    """The frame as Arrow, with tz-aware columns converted without pandas' deprecated ``Series.values``.
+
+    pyarrow 25 reads ``Series.values`` of tz-aware columns, which pandas 3.1 deprecates with a warning
+    on every write; converting those columns as UTC wall times and casting them back to their zone
+    gives the same Arrow type and values.
+    """
+    zoned = {c: frame[c].dtype for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
+    naive = frame.assign(**{c: frame[c].dt.tz_convert(None) for c in zoned}) if zoned else frame
+    table = pa.Table.from_pandas(naive, preserve_index=False)
+    for column, dtype in zoned.items():
+        index = table.schema.get_field_index(column)
+        arrow_type = pa.timestamp(dtype.unit, tz=str(dtype.tz))
+        table = table.set_column(index, pa.field(column, arrow_type), table.column(index).cast(arrow_type))
+    return table
 
 
 def _empty_schema(meta: StorageMetadata) -> pa.Schema:
