@@ -45,6 +45,7 @@ from qframe.research.backtesting.checkpoints import (
 from qframe.research.backtesting.evaluate import evaluate_task
 from qframe.research.backtesting.grid import expand_grid, iter_blocks
 from qframe.research.backtesting.observability import EngineMetrics, sweep_logger, sweep_progress
+from qframe.research.backtesting.strategies import available_strategies
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
 from qframe.research.backtesting.walk_forward import walk_forward_splits
 
@@ -171,6 +172,12 @@ def _check_sweep_inputs(strategies: Sequence[str], grids: Mapping[str, object], 
         return _check_sweep_inputs([strategies], grids, n_splits, purge)
     if not strategies:
         raise ValueError("no strategies given: pass registry names, e.g. ['ma_crossover']")
+    known = set(available_strategies())
+    unknown = sorted(set(strategies) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown strategies {unknown}; registered: {sorted(known)} (subclass Strategy with a `name` to add one)"
+        )
     duplicates = sorted({name for name in strategies if list(strategies).count(name) > 1})
     if duplicates:
         raise ValueError(f"strategies listed twice: {duplicates}")
