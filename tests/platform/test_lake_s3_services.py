@@ -18,6 +18,7 @@ from qframe.research.data_lake.storage import (
     S3Storage,
     StorageError,
     minio_endpoint_url,
+    storage_from_url,
 )
 
 from tests.harness.services import MinioService, S3Service
@@ -164,6 +165,22 @@ def test_s3_pruning_immutability_and_versions(s3: S3Service, monkeypatch: pytest
     assert len(parquet_keys) == 1
     assert storage.list_versions("bars.p") == ["v1"]
     assert storage.list_datasets() == ["bars.p"]
+
+
+def test_storage_from_s3_url(s3: S3Service) -> None:
+    client = boto3.client("s3", **s3.boto3_kwargs())
+    bucket = new_bucket(client)
+    storage = storage_from_url(
+        f"s3://{bucket}/team/lake",
+        endpoint_url=s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+    )
+    assert isinstance(storage, S3Storage)
+    assert storage.url == f"s3://{bucket}/team/lake"
+    storage.put_bytes("x/y", b"1")
+    assert client.get_object(Bucket=bucket, Key="team/lake/x/y")["Body"].read() == b"1"
 
 
 def test_s3_create_only_put(s3: S3Service) -> None:

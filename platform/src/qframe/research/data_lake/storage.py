@@ -401,14 +401,20 @@ class DataLakeStorage(ABC):
             entries = self._fs.ls(self._path(f"{DATASETS_DIR}/{name}"), detail=True)
         except FileNotFoundError:
             return []
-        manifests = []
-        for entry in entries:
-            if entry.get("type") != "directory":
-                continue
-            version = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            vdir = version_dir(name, version)
-            with suppress(DatasetNotFound):
-                manifests.append(self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir))
+        vdirs = [
+            version_dir(name, entry["name"].rstrip("/").rsplit("/", 1)[-1])
+            for entry in entries
+            if entry.get("type") == "directory"
+        ]
+
+        def load(index: int) -> StorageMetadata | None:
+            # One GET per version; fetched in parallel because on S3 each is a round trip.
+            try:
+                return self._load_manifest_path(self._path(f"{vdirs[index]}/{MANIFEST_NAME}"), source=vdirs[index])
+            except DatasetNotFound:
+                return None
+
+        manifests = [m for m in self._map_io(load, range(len(vdirs))) if m is not None]
         return sorted(manifests, key=lambda m: (m.created_at, m.version))
 
     def list_versions(self, name: str) -> list[str]:
