@@ -12,6 +12,7 @@ on the machine skew the figures, so the load average is printed alongside.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pandas as pd  # type: ignore[import-untyped]
+import structlog
 from qframe.research.backtesting.engine import DistributedBacktestEngine
 from qframe.research.backtesting.types import MarketData
 from qframe.research.data_lake.synthetic import generate_market_data
@@ -134,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         parser.error(f"--backends: unknown {unknown}; use dask and/or ray")
 
-    console = Console()
+    # The engine logs every sweep at info level; the table is the output here.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    console = Console(width=max(Console().width, 110))
     console.print(f"sweep: {STRATEGY}, {args.bars:,} bars x ~{args.combos} combinations, {args.workers} workers")
     report = run_backend_bench(
         bars=args.bars, combos=args.combos, workers=args.workers, block_size=args.block_size, backends=backends

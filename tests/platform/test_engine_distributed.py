@@ -143,3 +143,23 @@ def test_worker_killed_mid_sweep_loses_and_duplicates_nothing(
     assert {task_id for task_id, _ in evaluations} == set(results.frame["task_id"])
     pd.testing.assert_frame_equal(results.frame, reference.frame, check_exact=True)
     _assert_same_rows(results.frame, reference.frame)
+
+
+def test_engine_uses_a_running_dask_scheduler_and_leaves_it_running(
+    market: dict[str, MarketData], reference: BacktestResults
+) -> None:
+    from distributed import Client, LocalCluster  # noqa: PLC0415
+
+    with LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None, silence_logs=40
+    ) as cluster:
+        address = cluster.scheduler_address
+        with DistributedBacktestEngine("dask", address=address, block_size=3, progress=False) as engine:
+            assert engine.backend == "dask", engine.fallback_reasons
+            assert address in engine.compute.description
+            results = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+        pd.testing.assert_frame_equal(results.frame, reference.frame, check_exact=True)
+        # The engine closed its client only: the scheduler and its worker still serve a new client.
+        with Client(address, timeout=10) as client:  # type: ignore[no-untyped-call]
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+            assert client.submit(sum, [1, 2]).result() == 3
