@@ -91,7 +91,9 @@ def test_symbol_encoding_is_path_safe_and_exact(symbol: str) -> None:
 def test_normalise_sorts_by_symbol_then_time_and_keeps_ns_utc() -> None:
     df = bars(["ZZZ", "AAA"], 5).sample(frac=1.0, random_state=3)
     df["timestamp"] = df["timestamp"].dt.as_unit("us")
+    before = df.copy()
     out = normalise_frame(df, time_column="timestamp")
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is left alone
     assert list(out["symbol"].unique()) == ["AAA", "ZZZ"]
     for _, group in out.groupby("symbol"):
         assert group["timestamp"].is_monotonic_increasing

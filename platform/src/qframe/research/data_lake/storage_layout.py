@@ -115,11 +115,7 @@ def to_utc_timestamp(value: TimestampLike, *, what: str) -> pd.Timestamp:
     return ts.tz_convert("UTC").as_unit("ns")
 
 
-def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:
-    """Checks a frame for the lake and returns a copy sorted by (symbol, time) with ns UTC times.
-
-    Raises LayoutError naming the problem and the fix; nothing is written before this passes.
-    """
+def _check_columns(df: pd.DataFrame, time_column: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise LayoutError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
@@ -136,6 +132,8 @@ def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:
         hint = f" ({', '.join(in_index)} is in the index: call df.reset_index() first)" if in_index else ""
         raise LayoutError(f"missing required column(s) {missing}{hint}; columns present: {list(df.columns)}")
 
+
+def _check_times(df: pd.DataFrame, time_column: str) -> None:
     times = df[time_column]
     dtype = times.dtype
     if not isinstance(dtype, pd.DatetimeTZDtype):
@@ -157,8 +155,13 @@ def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:
         rows = list(df.index[times.isna()][:5])
         raise LayoutError(f"column {time_column!r} has missing values (first rows: {rows}); drop or fill them")
 
+
+def _check_symbols(df: pd.DataFrame) -> None:
     symbols = df[SYMBOL_COLUMN]
-    bad_symbol = symbols.isna() | ~symbols.map(lambda s: isinstance(s, str) and s != "").astype(bool)
+    if pd.api.types.infer_dtype(symbols, skipna=True) == "string":
+        bad_symbol = symbols.isna() | (symbols == "")  # vectorised: the common case of string columns
+    else:
+        bad_symbol = symbols.isna() | ~symbols.map(lambda s: isinstance(s, str) and s != "").astype(bool)
     if bad_symbol.any():
         rows = list(df.index[bad_symbol][:5])
         examples = [symbols[r] for r in rows]
@@ -167,9 +170,18 @@ def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:
             "Fix with df['symbol'] = df['symbol'].astype(str) or drop those rows"
         )
 
+
+def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:
+    """Checks a frame for the lake and returns a copy sorted by (symbol, time) with ns UTC times.
+
+    Raises LayoutError naming the problem and the fix; nothing is written before this passes.
+    """
+    _check_columns(df, time_column)
+    _check_times(df, time_column)
+    _check_symbols(df)
     out = df.reset_index(drop=True)
-    out[time_column] = times.reset_index(drop=True).dt.as_unit("ns")
-    out[SYMBOL_COLUMN] = symbols.reset_index(drop=True).astype("str")
+    out[time_column] = out[time_column].dt.as_unit("ns")
+    out[SYMBOL_COLUMN] = out[SYMBOL_COLUMN].astype("str")
     codes, _ = pd.factorize(out[SYMBOL_COLUMN], sort=True)
     order = np.lexsort((out[time_column].dt.tz_localize(None).to_numpy().view("i8"), codes))
     if not np.array_equal(order, np.arange(len(out))):
