@@ -13,9 +13,11 @@ put, and lists every data file with its size and sha256. Data files go to a fres
 directory per write, so an overwrite never touches the files a committed manifest points at, and a
 crashed writer leaves only an unreferenced attempt directory, removed by the next write of that version.
 
-Readers that hold an old manifest while a version is overwritten may see its files disappear (they get
-:class:`DatasetNotFound` naming the version; re-read). Concurrent writers of one version: exactly one
-create-only commit wins, the other gets :class:`DatasetVersionExists`.
+Concurrency: writers of one version without ``overwrite`` race safely - exactly one create-only commit
+wins, the others get :class:`DatasetVersionExists` and remove their files. Readers holding an old
+manifest while a version is overwritten may see its files disappear (:class:`DatasetNotFound` naming the
+version; read again). Two *overwriting* writers of the same version at the same time are not supported:
+the last commit wins, and the first one's clean-up may remove files the last one is still writing.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ class DataLakeStorage(ABC):
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         base = self._path(directory) if directory else self._root
         try:
-            found = self._fs.find(base) if base else self._fs.find("")
+            found = self._fs.find(base)
         except FileNotFoundError:
             return []
         keys = (self._key(path) for path in found)
@@ -222,7 +224,8 @@ class DataLakeStorage(ABC):
         if not prefix.strip("/"):
             raise LayoutError("delete_prefix('') would delete the whole lake; pass a non-empty prefix")
         if prefix.endswith("/"):
-            self._remove_tree(self._path(prefix.rstrip("/")))
+            with suppress(FileNotFoundError):
+                self._fs.rm(self._path(prefix.rstrip("/")), recursive=True)
             return
         for key in self.list_keys(prefix):
             with suppress(FileNotFoundError):
