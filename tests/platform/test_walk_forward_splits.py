@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from qframe.research.backtesting.grid import GridError, iter_blocks, parse_grid_value
 from qframe.research.backtesting.walk_forward import WalkForwardError, walk_forward_splits
@@ -33,7 +35,7 @@ def test_derived_sizes_fill_the_series_without_overlap(n_bars: int, n_splits: in
     for split in splits:
         assert split.test_start - split.train_end == purge
         assert split.train_end - split.train_start >= 2 * (split.test_end - split.test_start)
-    for before, after in zip(splits, splits[1:], strict=False):
+    for before, after in itertools.pairwise(splits):
         assert after.test_start == before.test_end
     assert splits[-1].test_end <= n_bars
     assert n_bars - splits[-1].test_end < n_splits + 2  # only the rounding remainder is left unused
