@@ -24,6 +24,7 @@ from qframe.research.data_lake.storage import (
     LayoutError,
     LocalFileStorage,
     MemoryStorage,
+    StorageError,
     StorageMetadata,
 )
 
@@ -166,6 +167,13 @@ def test_an_uncatalogued_lake_version_is_not_silently_replaced(store: FeatureSto
     store.storage.delete_version("features.technical", "v1")
     store.store_features_sync("technical", features(["A"], 5), "v1")
     assert store.list_versions("technical") == ["v1"]
+
+
+def test_a_lake_version_changed_behind_the_catalog_is_refused(store: FeatureStore) -> None:
+    store.store_features_sync("technical", features(["A"], 5, seed=1), "v1")
+    store.storage.write_dataset("features.technical", features(["A"], 5, seed=2), version="v1", overwrite=True)
+    with pytest.raises(StorageError, match="lake and catalog disagree"):
+        store.get_features_sync("technical", "v1")
 
 
 def test_lineage_is_recorded(store: FeatureStore, catalog: DataCatalog) -> None:
