@@ -12,7 +12,7 @@ import sys
 
 import structlog
 import typer
-from qframe.research.cli import data
+from qframe.research.cli import backtest, data, demo
 from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
 
 app = typer.Typer(
@@ -22,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.command("backtest")(backtest.backtest)
+app.command("report")(backtest.report)
+app.command("demo")(demo.demo)
 
 
 @app.callback()

@@ -1,0 +1,190 @@
+"""`qframe backtest` and `qframe report`: a grid sweep from the command line, and its summary table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, settings_from
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped]
+
+
+def parse_grids(specs: list[str], strategies: list[str]) -> dict[str, dict[str, list[float | int]]]:
+    """``ma_crossover.fast=5,10,20`` (or ``fast=...`` with one strategy) -> {strategy: {param: values}}."""
+    from qframe.research.backtesting.grid import parse_grid_value
+
+    grids: dict[str, dict[str, list[float | int]]] = defaultdict(dict)
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep:
+            fail(f"grid {spec!r} is not <strategy>.<param>=<values>, e.g. ma_crossover.fast=5,10,20 or 10:50:10")
+        strategy, dot, param = key.strip().rpartition(".")
+        if not dot:
+            if len(strategies) != 1:
+                fail(f"grid {spec!r} must name its strategy (e.g. {strategies[0]}.{key}=...) when several run")
+            strategy, param = strategies[0], key.strip()
+        if strategy not in strategies:
+            fail(f"grid {spec!r} is for {strategy!r}, which is not among --strategy {strategies}")
+        grids[strategy][param] = parse_grid_value(values)
+    return dict(grids)
+
+
+def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols: list[str] | None) -> list[Any]:
+    """One MarketData per symbol from a lake dataset (NAME[@VERSION]) or a bars file."""
+    from qframe.research.backtesting.types import MarketData
+    from qframe.research.data_lake.ingestion import normalise_bars, read_bars_file
+    from qframe.research.data_lake.validation import validate_market_data
+
+    if (dataset is None) == (file is None):
+        fail("give exactly one data source: --data NAME[@VERSION] (a lake dataset) or --file bars.parquet")
+    if file is not None:
+        bars = normalise_bars(read_bars_file(file))
+        validate_market_data(bars).raise_if_invalid()
+    else:
+        assert dataset is not None  # noqa: S101 - narrowed by the check above
+        name, _, version = dataset.partition("@")
+        meta = session.catalog.get_dataset_sync(name, version or "latest")
+        bars = session.storage.read_dataset(meta.name, version=meta.version, symbols=symbols or None)
+    present = sorted(bars["symbol"].astype(str).unique())
+    chosen = symbols or present
+    missing = sorted(set(chosen) - set(present))
+    if missing:
+        fail(f"symbol(s) {missing} not in the data; present: {present}")
+    return [MarketData.from_bars(bars, symbol=symbol, name=symbol) for symbol in chosen]
+
+
+def summary_table(summary: pd.DataFrame, title: str) -> Table:
+    preferred = [
+        "strategy",
+        "dataset",
+        "best_params",
+        "best_sharpe",
+        "best_total_return",
+        "best_max_drawdown",
+        "best_n_trades",
+        "oos_sharpe",
+        "oos_total_return",
+        "oos_max_drawdown",
+        "oos_n_trades",
+    ]
+    columns = [c for c in preferred if c in summary.columns] or list(summary.columns)
+    table = Table(*columns, title=title)
+    for _, row in summary.iterrows():
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k.removeprefix('param_')}={v}" for k, v in value.items())
+    return str(value)
+
+
+def backtest(
+    strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="registry name, repeatable")],
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", "-g", help="strategy.param=5,10,20 or =10:50:10, repeatable")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="lake dataset NAME[@VERSION]")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="or a .csv/.parquet file of bars")] = None,
+    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="only these symbols, repeatable")] = None,
+    backend: Annotated[str, typer.Option(help="auto, sequential, dask or ray")] = "auto",
+    address: Annotated[str | None, typer.Option(help="tcp://scheduler:8786 or ray://head:10001")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="local workers when no address")] = None,
+    splits: Annotated[int, typer.Option(min=0, help="walk-forward splits (0 = whole series)")] = 0,
+    train_size: Annotated[int | None, typer.Option(min=2, help="bars per train window")] = None,
+    test_size: Annotated[int | None, typer.Option(min=2, help="bars per test window")] = None,
+    purge: Annotated[int, typer.Option(min=0, help="bars between train and test")] = 0,
+    commission: Annotated[float, typer.Option(min=0.0, help="fraction of traded notional")] = 0.0005,
+    slippage: Annotated[float, typer.Option(min=0.0, help="fraction of traded notional")] = 0.0005,
+    capital: Annotated[float, typer.Option(min=1.0, help="initial capital")] = 100_000.0,
+    bars_per_year: Annotated[float, typer.Option(min=1.0, help="252 daily, 8760 hourly 24/7")] = 252.0,
+    metric: Annotated[str, typer.Option(help="selection metric")] = "sharpe",
+    out: Annotated[Path, typer.Option(help="results, summary and tear sheets go here")] = Path("backtest-results"),
+    track: Annotated[bool, typer.Option(help="log the sweep to MLflow")] = True,
+    tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow URI")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "backtests",
+    checkpoint: Annotated[bool, typer.Option(help="checkpoint finished chunks in the lake (resume)")] = True,
+    workdir: Workdir = None,
+    lake: LakeUrl = None,
+    catalog: CatalogUrl = None,
+) -> None:
+    """Run a parameter-grid sweep (optionally walk-forward) of one or more strategies on Dask, Ray or locally."""
+    from qframe.research.backtesting.types import CostModel
+    from qframe.research.integration_layer import create_research_integration
+    from qframe.research.workflows import SweepOptions, run_research_sweep
+
+    with plain_errors():
+        grids = parse_grids(grid or [], strategy)
+        settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
+        with create_research_integration(settings=settings) as session:
+            market = load_market(session, dataset=data, file=file, symbols=symbol)
+            tracker = _tracker(settings.resolved_tracking_uri, experiment) if track else None
+            report = run_research_sweep(
+                strategy,
+                market,
+                grids,
+                out_dir=out,
+                options=SweepOptions(
+                    compute_backend=backend,
+                    address=address or settings.compute_address,
+                    max_workers=workers,
+                    n_splits=splits,
+                    train_size=train_size,
+                    test_size=test_size,
+                    purge=purge,
+                    costs=CostModel(commission=commission, slippage=slippage),
+                    initial_capital=capital,
+                    bars_per_year=bars_per_year,
+                    selection_metric=metric,
+                ),
+                tracker=tracker,
+                sweep_name="-".join(strategy),
+                checkpoint_storage=session.storage if checkpoint else None,
+            )
+        print_report(report, tracking_uri=settings.resolved_tracking_uri if track else None)
+
+
+def _tracker(uri: str, experiment: str) -> Any:
+    from qframe.research.tracking.mlflow_tracking import MlflowTracker
+
+    return MlflowTracker(uri, experiment)
+
+
+def print_report(report: Any, *, tracking_uri: str | None) -> None:
+    results = report.results.frame
+    console.print(summary_table(report.summary, f"{len(results):,} rows on {report.backend}"))
+    console.print(f"results      {report.results_path}")
+    console.print(f"summary      {report.summary_path}")
+    for strategy, (png, html) in report.tear_sheets.items():
+        console.print(f"tear sheet   {strategy}: {html} (and {png.name})")
+    if tracking_uri:
+        console.print(f"MLflow       {tracking_uri} (runs: {', '.join(report.tracking_run_ids.values())})")
+        if tracking_uri.startswith("sqlite:"):
+            console.print(f"             look: mlflow ui --backend-store-uri {tracking_uri}")
+
+
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="the --out directory of `qframe backtest`")],
+    metric: Annotated[str, typer.Option(help="rank by this metric")] = "sharpe",
+) -> None:
+    """Summary table of a finished sweep (best parameters per strategy; out-of-sample figures for walk-forward)."""
+    import pandas as pd
+    from qframe.research.backtesting.engine import get_performance_summary
+
+    with plain_errors():
+        path = results_dir / "results.parquet"
+        if not path.is_file():
+            fail(f"{path} does not exist; pass the --out directory of a finished `qframe backtest`")
+        summary = get_performance_summary(pd.read_parquet(path), metric=metric)
+        console.print(summary_table(summary, f"{results_dir} by {metric}"))
+        sheets = sorted((results_dir / "tear_sheets").glob("*.html"))
+        for sheet in sheets:
+            console.print(f"tear sheet   {sheet}")

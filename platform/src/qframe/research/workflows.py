@@ -1,0 +1,247 @@
+"""The researcher's sweep, start to finish: run the grid, summarise, draw tear sheets, track, write files.
+
+Used by ``qframe backtest`` and ``qframe demo``; notebooks can call :func:`run_research_sweep` directly.
+Outputs in ``out_dir``: ``results.parquet`` (every row of the sweep), ``summary.csv`` (best per
+strategy and dataset), and ``tear_sheets/<strategy>.png|.html`` for the best combination of each
+strategy on the first dataset — the walk-forward (out-of-sample) equity when splits are used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+import structlog
+from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, get_performance_summary
+from qframe.research.backtesting.evaluate import simulate
+from qframe.research.backtesting.types import CostModel, MarketData
+from qframe.research.backtesting.walk_forward import walk_forward_splits
+from qframe.research.data_lake.storage import DataLakeStorage
+from qframe.research.reporting.tear_sheet import build_tear_sheet
+from qframe.research.tracking.base import ExperimentTracker
+from qframe.research.tracking.strategy_report import log_strategy_report
+from qframe.research.tracking.summary import grid_rows
+
+log = structlog.get_logger(__name__)
+
+PARAM_PREFIX = "param_"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to run one sweep; the defaults are the demo's."""
+
+    compute_backend: str = "auto"
+    address: str | None = None
+    max_workers: int | None = None
+    n_splits: int = 0
+    train_size: int | None = None
+    test_size: int | None = None
+    purge: int = 0
+    costs: CostModel = field(default_factory=CostModel)
+    initial_capital: float = 100_000.0
+    bars_per_year: float = 252.0
+    selection_metric: str = "sharpe"
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    results: BacktestResults
+    summary: pd.DataFrame
+    results_path: Path
+    summary_path: Path
+    tear_sheets: dict[str, tuple[Path, Path]]
+    tracking_run_ids: dict[str, str]
+    backend: str
+
+
+def run_research_sweep(
+    strategies: Sequence[str],
+    datasets: Sequence[MarketData],
+    parameter_grids: Mapping[str, Mapping[str, Sequence[float | int]]],
+    *,
+    out_dir: str | Path,
+    options: SweepOptions | None = None,
+    tracker: ExperimentTracker | None = None,
+    sweep_name: str = "sweep",
+    checkpoint_storage: DataLakeStorage | None = None,
+) -> SweepReport:
+    """Run the sweep on the chosen backend, then write and track everything about it."""
+    opts = options or SweepOptions()
+    if not datasets:
+        raise ValueError("no datasets to backtest; pass at least one MarketData (e.g. MarketData.from_bars(bars))")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with DistributedBacktestEngine(
+        compute_backend=opts.compute_backend,
+        address=opts.address,
+        max_workers=opts.max_workers,
+        checkpoint_storage=checkpoint_storage,
+        progress=opts.progress,
+    ) as engine:
+        results = engine.run_backtest_sync(
+            strategies,
+            list(datasets),
+            parameter_grids,
+            n_splits=opts.n_splits,
+            initial_capital=opts.initial_capital,
+            costs=opts.costs,
+            bars_per_year=opts.bars_per_year,
+            train_size=opts.train_size,
+            test_size=opts.test_size,
+            purge=opts.purge,
+            selection_metric=opts.selection_metric,
+        )
+        backend = engine.backend
+    summary = get_performance_summary(results, metric=opts.selection_metric)
+    results_path = _atomic_parquet(results.frame, out / "results.parquet")
+    summary_path = _atomic_csv(summary, out / "summary.csv")
+
+    sheets: dict[str, tuple[Path, Path]] = {}
+    run_ids: dict[str, str] = {}
+    first = datasets[0]
+    context = (
+        tracker.start_sweep(
+            sweep_name,
+            params={
+                "strategies": list(strategies),
+                "datasets": [d.name for d in datasets],
+                "grids": {k: {p: list(v) for p, v in g.items()} for k, g in parameter_grids.items()},
+                "backend": backend,
+                "n_splits": opts.n_splits,
+                "purge": opts.purge,
+                "commission": opts.costs.commission,
+                "slippage": opts.costs.slippage,
+                "initial_capital": opts.initial_capital,
+            },
+            tags={"qframe.sweep_id": results.sweep_id},
+        )
+        if tracker is not None
+        else None
+    )
+    if context is not None:
+        context.__enter__()
+    try:
+        for strategy in strategies:
+            rows = results.frame[(results.frame["strategy"] == strategy) & (results.frame["dataset"] == first.name)]
+            equity, returns = best_equity(strategy, first, rows, opts)
+            heatmap = _heatmap_params(rows)
+            if tracker is not None:
+                report = log_strategy_report(
+                    tracker,
+                    strategy,
+                    rows,
+                    equity=equity,
+                    returns=returns,
+                    out_dir=out / "tear_sheets",
+                    params={"dataset": first.name},
+                    metric=opts.selection_metric,
+                    heatmap_params=heatmap,
+                )
+                run_ids[strategy] = report.run_id
+                sheets[strategy] = (report.tear_sheet.png_path, report.tear_sheet.html_path)
+            else:
+                sheet = build_tear_sheet(
+                    equity,
+                    returns,
+                    results=grid_rows(rows) if heatmap else None,
+                    heatmap_params=heatmap,
+                    heatmap_metric=opts.selection_metric,
+                    title=f"{strategy} on {first.name}",
+                    out_dir=out / "tear_sheets",
+                    file_stem=strategy,
+                )
+                sheets[strategy] = (sheet.png_path, sheet.html_path)
+    except BaseException as exc:
+        if context is not None:
+            context.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    if context is not None:
+        context.__exit__(None, None, None)
+    log.info("research sweep written", out_dir=str(out), rows=len(results.frame), backend=backend)
+    return SweepReport(results, summary, results_path, summary_path, sheets, run_ids, backend)
+
+
+def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: SweepOptions) -> tuple[pd.Series, pd.Series]:
+    """Equity and returns of the chosen parameters: chained test windows for walk-forward, else the full series."""
+    params = [c for c in rows.columns if c.startswith(PARAM_PREFIX)]
+    if "sample" in rows.columns and (rows["sample"] == "out_of_sample").any():
+        chosen = rows[(rows["sample"] == "out_of_sample") & rows["selected"].astype(bool)].sort_values("split_id")
+        # The engine derives the same windows from the same inputs.
+        windows = walk_forward_splits(
+            len(data), opts.n_splits, train_size=opts.train_size, test_size=opts.test_size, purge=opts.purge
+        )
+        pieces = []
+        for _, row in chosen.iterrows():
+            combo = _combo(row, params)
+            split = windows[int(row["split_id"])].window("out_of_sample")
+            sim = simulate(
+                strategy,
+                data,
+                combo,
+                costs=opts.costs,
+                initial_capital=opts.initial_capital,
+                bars_per_year=opts.bars_per_year,
+                window=split,
+            )
+            pieces.append(sim.returns)
+        returns = pd.concat(pieces).sort_index()
+        returns = returns[~returns.index.duplicated(keep="first")]
+        equity = opts.initial_capital * (1.0 + returns).cumprod()
+        return equity.rename("equity"), returns.rename("returns")
+    scores = rows.groupby(params, sort=True)[opts.selection_metric].mean()
+    best = dict(zip(params, np.atleast_1d(scores.idxmax()), strict=True))
+    sim = simulate(
+        strategy,
+        data,
+        _combo(pd.Series(best), params),
+        costs=opts.costs,
+        initial_capital=opts.initial_capital,
+        bars_per_year=opts.bars_per_year,
+    )
+    return sim.equity, sim.returns
+
+
+def _combo(row: pd.Series, params: Sequence[str]) -> dict[str, float | int]:
+    combo: dict[str, float | int] = {}
+    for column in params:
+        value = row[column]
+        if pd.isna(value):
+            continue
+        number = value.item() if hasattr(value, "item") else value
+        combo[column[len(PARAM_PREFIX) :]] = int(number) if float(number).is_integer() else float(number)
+    return combo
+
+
+def _heatmap_params(rows: pd.DataFrame) -> tuple[str, str] | None:
+    varied = [c for c in rows.columns if c.startswith(PARAM_PREFIX) and rows[c].nunique(dropna=True) > 1]
+    if len(varied) < 2:
+        return None
+    return varied[0][len(PARAM_PREFIX) :], varied[1][len(PARAM_PREFIX) :]
+
+
+def _atomic_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _atomic_csv(frame: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _atomic(path: Path, write: Any) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
