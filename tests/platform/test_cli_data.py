@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
+import structlog
 from qframe.research.cli import app
 from qframe.research.data_lake.catalog import DataCatalog
 from qframe.research.data_lake.storage import LocalFileStorage
@@ -26,7 +27,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
         result = runner.invoke(app, ["-q", *args, *where], catch_exceptions=False)
         return result.exit_code, result.output
 
-    return invoke
+    yield invoke
+    structlog.reset_defaults()  # the CLI configures logging for its process; don't leak it into other tests
 
 
 def test_generate_list_show_features_round_trip(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
