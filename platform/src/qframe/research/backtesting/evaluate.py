@@ -59,9 +59,7 @@ def evaluate_task(task: BacktestTask, data: MarketData) -> pd.DataFrame:
     Pure and deterministic: the same inputs give the same frame bit for bit.
     """
     if task.dataset != data.name:
-        raise ValueError(
-            f"task {task.task_id} is for dataset {task.dataset!r} but was given market data {data.name!r}"
-        )
+        raise ValueError(f"task {task.task_id} is for dataset {task.dataset!r} but was given market data {data.name!r}")
     strategy_cls = get_strategy(task.strategy)
     block = strategy_cls.param_block(task.params)
     if task.split is None:
@@ -129,7 +127,7 @@ def metrics_from_accumulators(
     }
 
 
-def simulate(  # noqa: PLR0913 - mirrors a BacktestTask's fields for one combination
+def simulate(
     strategy: Strategy | str,
     data: MarketData,
     params: Mapping[str, ParamValue],
@@ -159,7 +157,8 @@ def simulate(  # noqa: PLR0913 - mirrors a BacktestTask's fields for one combina
     )
     acc = kernels.simulate_targets(targets.reshape(-1, 1), returns, start, end, costs.rate, initial_capital)
     metrics = {
-        key: values[0].item() for key, values in metrics_from_accumulators(acc, end - start, initial_capital, bars_per_year).items()
+        key: values[0].item()
+        for key, values in metrics_from_accumulators(acc, end - start, initial_capital, bars_per_year).items()
     }
     index = data.index[start:end]
     return SimulationResult(
@@ -202,7 +201,9 @@ def _targets(strategy: Strategy, data: MarketData, block: ParamBlock, end: int) 
     if targets.ndim == 1 and n_combos == 1:
         targets = targets.reshape(-1, 1)
     if targets.shape != (end, n_combos):
-        raise StrategyError(f"{name}.signals returned shape {targets.shape}; expected (n_bars, n_combos) = {(end, n_combos)}")
+        raise StrategyError(
+            f"{name}.signals returned shape {targets.shape}; expected (n_bars, n_combos) = {(end, n_combos)}"
+        )
     if not np.all(np.isfinite(targets)) or np.any(np.abs(targets) > 1.0):
         raise StrategyError(f"{name}.signals must return finite target positions in [-1, 1] (use 0 for no position)")
     return np.ascontiguousarray(targets)
