@@ -60,21 +60,30 @@ def bar_returns(close: np.ndarray) -> np.ndarray:
 
 
 @_jit
-def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trailing mean and sample std (ddof=1) over ``x[t-window+1 .. t]``; NaN before the window fills.
+def rolling_moments_span(  # noqa: PLR0917
+    x: np.ndarray, window: int, t0: int, t1: int, mean_out: np.ndarray, std_out: np.ndarray, with_std: bool
+) -> None:
+    """Trailing mean (and sample std, ddof=1) over ``x[t-window+1 .. t]`` for ``t`` in ``[t0, t1)``.
 
-    Sliding sums are taken around an anchor and recomputed exactly every ``window`` bars, so the rounding
-    error stays at the size of one window instead of growing with the series (cumsum would not).
+    Writes ``mean_out[t - t0]`` / ``std_out[t - t0]`` (NaN before the window fills). Sliding sums are taken
+    around an anchor and recomputed exactly whenever ``t + 1`` is a multiple of ``window``, so rounding stays
+    at the size of one window instead of growing with the series (a cumsum would not). The anchors depend on
+    ``t`` only, never on ``t0``: any span gives bit-for-bit the values of the whole-series computation, which
+    lets the fused kernels build indicators chunk by chunk.
     """
-    n = x.shape[0]
-    mean = np.full(n, np.nan)
-    std = np.full(n, np.nan)
-    if window < 1 or n < window:
-        return mean, std
+    first = max(t0, window - 1)
+    for t in range(t0, min(first, t1)):
+        mean_out[t - t0] = np.nan
+        if with_std:
+            std_out[t - t0] = np.nan
+    if window < 1 or first >= t1:
+        return
+    # Replay from the last exact recomputation at or before `first`, writing nothing until `first`.
+    t = window - 1 + ((first - (window - 1)) // window) * window
     anchor = 0.0
     s1 = 0.0
     s2 = 0.0
-    for t in range(window - 1, n):
+    while t < t1:
         if (t - window + 1) % window == 0:
             anchor = x[t - window + 1]
             s1 = 0.0
@@ -88,11 +97,25 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
             d_out = x[t - window] - anchor
             s1 += d_in - d_out
             s2 += d_in * d_in - d_out * d_out
-        m = s1 / window
-        mean[t] = anchor + m
-        if window > 1:
-            var = (s2 - s1 * m) / (window - 1)
-            std[t] = math.sqrt(var) if var > 0.0 else 0.0
+        if t >= first:
+            m = s1 / window
+            mean_out[t - t0] = anchor + m
+            if with_std:
+                if window > 1:
+                    var = (s2 - s1 * m) / (window - 1)
+                    std_out[t - t0] = math.sqrt(var) if var > 0.0 else 0.0
+                else:
+                    std_out[t - t0] = np.nan
+        t += 1
+
+
+@_jit
+def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and sample std (ddof=1) over ``x[t-window+1 .. t]``; NaN before the window fills."""
+    n = x.shape[0]
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    rolling_moments_span(x, window, 0, n, mean, std, True)
     return mean, std
 
 
@@ -213,7 +236,8 @@ def ma_crossover_targets(
 
 @_jit
 def ma_crossover_fused(  # noqa: PLR0917
-    means: np.ndarray,
+    close: np.ndarray,
+    windows: np.ndarray,
     fast_row: np.ndarray,
     slow_row: np.ndarray,
     ready: np.ndarray,
@@ -224,14 +248,26 @@ def ma_crossover_fused(  # noqa: PLR0917
     rate: float,
     initial_capital: float,
 ) -> np.ndarray:
-    """The moving-average crossover decided and simulated in one pass; same numbers as targets + simulate."""
+    """The moving-average crossover decided and simulated in one pass; same numbers as targets + simulate.
+
+    The moving averages (one per distinct window) are computed per chunk of bars, so memory is a
+    chunk-sized table whatever the series length or the number of windows.
+    """
     n_combos = fast_row.shape[0]
+    n_windows = windows.shape[0]
     acc = _new_accumulators(n_combos, initial_capital)
-    held = np.empty(min(CHUNK_BARS, end - start))
+    chunk = min(CHUNK_BARS, end - start)
+    held = np.empty(chunk)
+    means = np.empty((n_windows, chunk))
+    unused = np.empty(0)
     prev = np.zeros(n_combos)
     peak = np.full(n_combos, initial_capital)
     for c0 in range(start, end, CHUNK_BARS):
         c1 = min(c0 + CHUNK_BARS, end)
+        # Bar t holds the target decided at t-1: means of bars [c0-1, c1-1); row 0 stands for bar c0-1.
+        m0 = max(c0 - 1, 0)
+        for k in range(n_windows):
+            rolling_moments_span(close, windows[k], m0, c1 - 1, means[k], unused, False)
         for j in range(n_combos):
             fast = means[fast_row[j]]
             slow = means[slow_row[j]]
@@ -240,8 +276,8 @@ def ma_crossover_fused(  # noqa: PLR0917
             for t in range(c0, c1):
                 p = 0.0
                 if t >= first:
-                    f = fast[t - 1]
-                    s = slow[t - 1]
+                    f = fast[t - 1 - m0]
+                    s = slow[t - 1 - m0]
                     if f > s:
                         p = 1.0
                     elif short and f < s:

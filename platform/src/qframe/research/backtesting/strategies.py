@@ -187,26 +187,26 @@ class MovingAverageCrossover(Strategy):
         return combo["fast"] < combo["slow"]
 
     @staticmethod
-    def _inputs(
-        data: MarketData, params: ParamBlock
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _rows(params: ParamBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct windows, and per combination the row of its fast/slow window, bar it is ready, shorting."""
         fast, slow = params["fast"], params["slow"]
         unique, inverse = _rows(np.concatenate([fast, slow]))
-        means = _table(unique, lambda window: kernels.rolling_mean_std(data.close, window)[0])
         n = fast.size
         ready = (np.maximum(fast, slow) - 1).astype(np.int64)
-        return means, inverse[:n], inverse[n:], ready, params["allow_short"].astype(np.bool_)
+        return unique.astype(np.int64), inverse[:n], inverse[n:], ready, params["allow_short"].astype(np.bool_)
 
     def signals(self, data: MarketData, params: ParamBlock) -> np.ndarray:
-        return np.asarray(kernels.ma_crossover_targets(*self._inputs(data, params)))
+        unique, fast_row, slow_row, ready, allow_short = self._rows(params)
+        means = _table(unique, lambda window: kernels.rolling_mean_std(data.close, window)[0])
+        return np.asarray(kernels.ma_crossover_targets(means, fast_row, slow_row, ready, allow_short))
 
     def fused(
         self, data: MarketData, params: ParamBlock, windows: Sequence[Window], *, rate: float, initial_capital: float
     ) -> list[np.ndarray] | None:
-        inputs = self._inputs(data, params)
+        rows = self._rows(params)
         returns = kernels.bar_returns(data.close)
         return [
-            np.asarray(kernels.ma_crossover_fused(*inputs, returns, start, end, rate, initial_capital))
+            np.asarray(kernels.ma_crossover_fused(data.close, *rows, returns, start, end, rate, initial_capital))
             for start, end in windows
         ]
 
