@@ -6,6 +6,8 @@ environment variables read at call time, not through state captured in the test 
 - ``QFRAME_PROBE_DIR``: each evaluation appends ``<task_id> <pid>`` as a line to ``<dir>/evaluations.log``
   before evaluating (O_APPEND writes of one short line are atomic across processes).
 - ``QFRAME_PROBE_DELAY_S``: seconds to sleep before evaluating, so a test can act while tasks run.
+- ``QFRAME_PROBE_GATE``: a file path; evaluations wait (after logging) until it exists, so a test knows
+  for certain which tasks are in flight when it kills a worker, whatever the machine load.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 PROBE_DIR_ENV = "QFRAME_PROBE_DIR"
 PROBE_DELAY_ENV = "QFRAME_PROBE_DELAY_S"
+PROBE_GATE_ENV = "QFRAME_PROBE_GATE"
+GATE_TIMEOUT_S = 300.0
 LOG_NAME = "evaluations.log"
 
 
@@ -31,6 +35,11 @@ def probed_evaluate(task: BacktestTask, data: MarketData) -> pd.DataFrame:
     if probe_dir:
         with Path(probe_dir, LOG_NAME).open("a", encoding="utf-8") as log:
             log.write(f"{task.task_id} {os.getpid()}\n")
+    gate = os.environ.get(PROBE_GATE_ENV)
+    if gate:
+        deadline = time.monotonic() + GATE_TIMEOUT_S
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
     delay = float(os.environ.get(PROBE_DELAY_ENV, "0") or 0)
     if delay > 0:
         time.sleep(delay)

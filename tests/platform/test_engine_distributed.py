@@ -18,7 +18,13 @@ from prometheus_client import CollectorRegistry
 from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, as_market_data
 from qframe.research.backtesting.types import MarketData
 
-from tests.harness.engine_probe import PROBE_DELAY_ENV, PROBE_DIR_ENV, probed_evaluate, read_evaluations
+from tests.harness.engine_probe import (
+    PROBE_DELAY_ENV,
+    PROBE_DIR_ENV,
+    PROBE_GATE_ENV,
+    probed_evaluate,
+    read_evaluations,
+)
 from tests.harness.engine_workload import GRIDS, STRATEGIES, n_combinations, workload_bars
 
 pytestmark = pytest.mark.services
@@ -92,7 +98,8 @@ def test_backend_gives_the_sequential_frame_exactly(
 def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Set before the cluster starts: worker processes inherit the environment of the process that spawns them.
     monkeypatch.setenv(PROBE_DIR_ENV, str(tmp_path))
-    monkeypatch.setenv(PROBE_DELAY_ENV, "0.4")
+    monkeypatch.setenv(PROBE_GATE_ENV, str(tmp_path / "gate-open"))
+    monkeypatch.setenv(PROBE_DELAY_ENV, "0.05")
     return tmp_path
 
 
@@ -123,11 +130,12 @@ def test_worker_killed_mid_sweep_loses_and_duplicates_nothing(
 
         runner = threading.Thread(target=sweep, name="sweep")
         runner.start()
-        # Kill the process that started the latest evaluation: it sleeps in the probe, so it is mid-task.
-        _wait_for(lambda: len(read_evaluations(probe)) >= 4, 120, "four evaluations to start")
+        # Both workers hold a task at the closed gate: the victim is mid-task for certain, then the gate opens.
+        _wait_for(lambda: len({pid for _, pid in read_evaluations(probe)}) >= 2, 120, "both workers to start a task")
         victim_task, victim_pid = read_evaluations(probe)[-1]
         assert victim_pid != os.getpid()
         os.kill(victim_pid, signal.SIGKILL)
+        (probe / "gate-open").touch()
         runner.join(timeout=300)
         assert not runner.is_alive(), "the sweep did not finish after a worker was killed"
 
