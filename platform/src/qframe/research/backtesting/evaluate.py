@@ -60,6 +60,7 @@ def evaluate_task(task: BacktestTask, data: MarketData) -> pd.DataFrame:
     """
     if task.dataset != data.name:
         raise ValueError(f"task {task.task_id} is for dataset {task.dataset!r} but was given market data {data.name!r}")
+    _check_capital(task.initial_capital, task.bars_per_year)
     strategy_cls = get_strategy(task.strategy)
     block = strategy_cls.param_block(task.params)
     if task.split is None:
