@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
@@ -14,15 +13,16 @@ from qframe.research.backtesting.checkpoints import (
     compute_sweep_id,
     data_fingerprint,
 )
+from qframe.research.backtesting.types import MarketData
 from qframe.research.data_lake.storage import LocalFileStorage, MemoryStorage
 
 pytestmark = pytest.mark.unit
 
 
-def _data(name: str = "AAA", close_shift: float = 0.0) -> SimpleNamespace:
+def _data(name: str = "AAA", close_shift: float = 0.0) -> MarketData:
     rng = np.random.default_rng(7)
     close = 100 + rng.standard_normal(50).cumsum() + close_shift
-    return SimpleNamespace(
+    return MarketData(
         name=name,
         timestamps=(np.datetime64("2024-01-01T00", "h") + np.arange(50)).astype("datetime64[ns]"),
         open=close.copy(),
