@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
+from qframe.research.backtesting import evaluate as evaluate_module
 from qframe.research.backtesting.evaluate import METRIC_COLUMNS, evaluate_task, simulate
 from qframe.research.backtesting.strategies import StrategyError
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
@@ -109,6 +110,16 @@ def test_pure_deterministic_and_independent_of_block_composition(strategy: str) 
             whole.sort_values(keyed, kind="stable").reset_index(drop=True),
             check_exact=True,
         )
+
+
+@pytest.mark.parametrize("strategy", ["adaptive_mean_reversion", "momentum_breakout"])
+def test_generic_path_batches_of_targets_give_the_same_frame(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big blocks are signalled a few combinations at a time to bound memory; the numbers must not move."""
+    data = _market()
+    task = _task(strategy, COMBOS[strategy], split=SplitWindow(0, 20, 300, 300, 600))
+    whole = evaluate_task(task, data)
+    monkeypatch.setattr(evaluate_module, "TARGETS_BUDGET_BYTES", 8 * N)  # one combination per batch
+    pd.testing.assert_frame_equal(evaluate_task(task, data), whole, check_exact=True)
 
 
 @pytest.mark.parametrize("strategy", sorted(COMBOS))

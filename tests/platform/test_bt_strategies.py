@@ -123,6 +123,18 @@ def test_bad_strategy_names_are_refused() -> None:
                 return np.zeros((len(data), 1))
 
 
+def test_a_strategy_without_parameters_is_refused() -> None:
+    with pytest.raises(StrategyError, match="declares no parameters"):
+
+        class Constant(Strategy):
+            name = "test_bt_constant"
+
+            def signals(self, data: MarketData, params: ParamBlock) -> np.ndarray:
+                return np.ones((len(data), 1))
+
+    assert "test_bt_constant" not in available_strategies()
+
+
 @pytest.mark.parametrize(
     ("combo", "message"),
     [

@@ -47,6 +47,8 @@ METRIC_COLUMNS = (
     "final_equity",
     "n_bars",
 )
+# Memory for one batch of strategy targets on the generic path (signals, then simulation).
+TARGETS_BUDGET_BYTES = 64 * 2**20
 # Below this relative size the variance of R is rounding noise of a constant return stream.
 _VARIANCE_NOISE = 1e-14
 
@@ -185,12 +187,18 @@ def _accumulators(
     if fused is not None:
         return fused
     last = max(end for _, end in windows)
-    targets = _targets(strategy, data, block, last)
     returns = kernels.bar_returns(data.close[:last])
-    return [
-        np.asarray(kernels.simulate_targets(targets, returns, start, end, rate, initial_capital))
-        for start, end in windows
-    ]
+    n_combos = next(iter(block.values())).size
+    # A (bars x combinations) target matrix of a big block would not fit in memory: signal a few columns
+    # at a time. Combinations are independent, so the numbers do not depend on the batch size.
+    batch = max(1, min(n_combos, TARGETS_BUDGET_BYTES // (8 * last)))
+    parts: list[list[np.ndarray]] = [[] for _ in windows]
+    for first in range(0, n_combos, batch):
+        sub_block = {key: values[first : first + batch] for key, values in block.items()}
+        targets = _targets(strategy, data, sub_block, last)
+        for k, (start, end) in enumerate(windows):
+            parts[k].append(np.asarray(kernels.simulate_targets(targets, returns, start, end, rate, initial_capital)))
+    return [np.concatenate(window_parts) for window_parts in parts]
 
 
 def _targets(strategy: Strategy, data: MarketData, block: ParamBlock, end: int) -> np.ndarray:

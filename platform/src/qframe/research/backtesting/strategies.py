@@ -96,6 +96,12 @@ class Strategy(ABC):
             raise StrategyError(
                 f"strategy name {name!r} is taken by {previous.__module__}.{previous.__qualname__}; choose another"
             )
+        if not cls.parameters:
+            # Blocks of combinations travel as one array per parameter; a constant strategy still needs one axis.
+            raise StrategyError(
+                f"strategy {name!r} declares no parameters; declare at least one in `parameters` "
+                "(e.g. {'size': ParamSpec(float, 1.0, minimum=0.0, maximum=1.0)})"
+            )
         _REGISTRY[name] = cls
 
     @classmethod
