@@ -76,7 +76,6 @@ def _timed_backend(
         warm_grid = {key: values[:2] for key, values in grid.items()}
         started = time.perf_counter()
         engine.run_backtest_sync([STRATEGY], [warm], {STRATEGY: warm_grid}, block_size=1)
-        engine.run_backtest_sync([STRATEGY], [warm], {STRATEGY: warm_grid}, block_size=1, initial_capital=2.0)
         warmup = time.perf_counter() - started
         started = time.perf_counter()
         results = engine.run_backtest_sync([STRATEGY], [data], {STRATEGY: grid})

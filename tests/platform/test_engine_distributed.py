@@ -72,6 +72,9 @@ def test_backend_gives_the_sequential_frame_exactly(
         assert engine.backend == backend, engine.fallback_reasons
         results = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
         assert engine.compute.n_workers == 2
+        # A second sweep over the same data right after the first: data shipped again, nothing stale.
+        again = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+    pd.testing.assert_frame_equal(again.frame, results.frame, check_exact=True)
 
     assert results.backend == backend
     assert results.sweep_id == reference.sweep_id  # same inputs, same sweep, whatever runs it
@@ -82,15 +85,15 @@ def test_backend_gives_the_sequential_frame_exactly(
     splits = N_SPLITS
     for strategy, combos in n_combinations().items():
         evaluated = registry.get_sample_value("qframe_backtests_total", {"strategy": strategy, "backend": backend})
-        # every combination on every dataset, once in-sample and once out-of-sample per split
-        assert evaluated == combos * len(market) * splits * 2
+        # every combination on every dataset, once in-sample and once out-of-sample per split, in two sweeps
+        assert evaluated == combos * len(market) * splits * 2 * 2
     tasks = registry.get_sample_value("qframe_backtest_task_duration_seconds_count", {"backend": backend})
-    assert tasks == results.n_tasks
+    assert tasks == results.n_tasks * 2
     busy = registry.get_sample_value("qframe_backtest_task_duration_seconds_sum", {"backend": backend})
     assert busy is not None
     assert busy > 0
     started = [entry for entry in logs if entry["event"] == "sweep started"]
-    assert [entry["sweep_id"] for entry in started] == [results.sweep_id]
+    assert [entry["sweep_id"] for entry in started] == [results.sweep_id] * 2
     assert started[0]["backend"] == backend
 
 

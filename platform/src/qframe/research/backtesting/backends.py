@@ -239,8 +239,9 @@ class DaskBackend(ComputeBackend):
         _check_datasets(tasks, datasets)
         needed = {task.dataset for task in tasks}
         client = self.client
-        # Once per worker, not once per task: tasks then carry only a reference to the dataset.
-        shipped = {name: client.scatter(datasets[name], broadcast=True, hash=True) for name in sorted(needed)}
+        # Once per worker, not once per task: tasks then carry only a reference to the dataset. Unhashed keys:
+        # a content-hashed key would be shared with the previous sweep's copy, whose release is still in flight.
+        shipped = {name: client.scatter(datasets[name], broadcast=True, hash=False) for name in sorted(needed)}
         futures = [
             client.submit(
                 run_task,
