@@ -59,6 +59,25 @@ def bar_returns(close: np.ndarray) -> np.ndarray:
     return out
 
 
+# Below this ratio of (sum of squared deviations) / (sum of squares around the anchor) more than six of the
+# sixteen digits cancelled: the rolling std recomputes that window exactly.
+_CANCELLATION = 1e-6
+
+
+@_jit
+def _two_pass_spread(x: np.ndarray, i0: int, i1: int, approx_mean: float) -> float:
+    """Sum of squared deviations of ``x[i0:i1]`` from its mean, computed around an already close mean."""
+    shift = 0.0
+    for i in range(i0, i1):
+        shift += x[i] - approx_mean
+    mean = approx_mean + shift / (i1 - i0)
+    total = 0.0
+    for i in range(i0, i1):
+        d = x[i] - mean
+        total += d * d
+    return total
+
+
 @_jit
 def rolling_moments_span(  # noqa: PLR0917
     x: np.ndarray, window: int, t0: int, t1: int, mean_out: np.ndarray, std_out: np.ndarray, with_std: bool
@@ -102,8 +121,12 @@ def rolling_moments_span(  # noqa: PLR0917
             mean_out[t - t0] = anchor + m
             if with_std:
                 if window > 1:
-                    var = (s2 - s1 * m) / (window - 1)
-                    std_out[t - t0] = math.sqrt(var) if var > 0.0 else 0.0
+                    spread = s2 - s1 * m
+                    if spread <= _CANCELLATION * s2:
+                        # Prices sit far from the anchor relative to their spread: the difference above has
+                        # lost most digits, so take this window's variance the two-pass way.
+                        spread = _two_pass_spread(x, t - window + 1, t + 1, anchor + m)
+                    std_out[t - t0] = math.sqrt(spread / (window - 1)) if spread > 0.0 else 0.0
                 else:
                     std_out[t - t0] = np.nan
         t += 1
