@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
-from qframe.research.backtesting.evaluate import evaluate_task
+from qframe.research.backtesting.evaluate import evaluate_task, simulate
 from qframe.research.backtesting.grid import expand_grid
 from qframe.research.backtesting.strategies import (
     ParamBlock,
@@ -202,3 +203,15 @@ def test_malformed_user_signals_are_refused(mode: int, message: str) -> None:
     task = BacktestTask("b", "test_bt_broken", "s", ({"mode": mode},))
     with pytest.raises(StrategyError, match=message):
         evaluate_task(task, _market())
+
+
+def test_simulate_takes_an_unregistered_strategy_instance() -> None:
+    class Unnamed(_TestBtMomentumSign):
+        """A subclass without its own ``name``: not registered, still usable directly."""
+
+    data = _market()
+    result = simulate(Unnamed(), data, {"lookback": 4, "size": 0.5})
+    registered = simulate("test_bt_momentum_sign", data, {"lookback": 4, "size": 0.5})
+    pd.testing.assert_series_equal(result.equity, registered.equity, check_exact=True)
+    assert set(result.positions.unique()) <= {-0.5, 0.0, 0.5}
+    assert result.params == {"lookback": 4, "size": 0.5}

@@ -165,7 +165,7 @@ def simulate(
     }
     index = data.index[start:end]
     return SimulationResult(
-        strategy=type(instance).name,
+        strategy=getattr(type(instance), "name", type(instance).__name__),
         params={key: values[0].item() for key, values in block.items()},
         equity=pd.Series(equity, index=index, name="equity"),
         returns=pd.Series(strategy_returns, index=index, name="returns"),
