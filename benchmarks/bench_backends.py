@@ -22,8 +22,8 @@ from typing import Any, cast
 
 import pandas as pd  # type: ignore[import-untyped]
 import structlog
-from qframe.research.backtesting.engine import DistributedBacktestEngine
-from qframe.research.backtesting.types import MarketData
+from qframe.research.backtesting.engine import DistributedBacktestEngine, plan_sweep
+from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.data_lake.synthetic import generate_market_data
 from rich.console import Console
 from rich.table import Table
@@ -72,10 +72,19 @@ def _timed_backend(
         if engine.backend != name:
             raise RuntimeError(f"{name} did not start here: {engine.fallback_reasons}")
         startup = time.perf_counter() - started
-        # Small blocks so every worker gets some and compiles its kernels before the timed sweep.
-        warm_grid = {key: values[:2] for key, values in grid.items()}
+        # Every worker compiles (or loads from numba's cache) its kernels before the timed sweep.
+        warm_task = plan_sweep(
+            [STRATEGY],
+            {warm.name: warm},
+            {STRATEGY: {key: values[:2] for key, values in grid.items()}},
+            n_splits=0,
+            costs=CostModel(),
+            initial_capital=100_000.0,
+            bars_per_year=252.0,
+            block_size=4,
+        ).tasks[0]
         started = time.perf_counter()
-        engine.run_backtest_sync([STRATEGY], [warm], {STRATEGY: warm_grid}, block_size=1)
+        engine.compute.warm_up(warm_task, warm)
         warmup = time.perf_counter() - started
         started = time.perf_counter()
         results = engine.run_backtest_sync([STRATEGY], [data], {STRATEGY: grid})
@@ -86,7 +95,7 @@ def _timed_backend(
 def run_backend_bench(
     *,
     bars: int = 1_000_000,
-    combos: int = 600,
+    combos: int = 2000,
     workers: int = 2,
     block_size: int | None = None,
     backends: Sequence[str] = ("dask", "ray"),
@@ -125,7 +134,7 @@ def run_backend_bench(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Dask/Ray speed-up over sequential on one backtest sweep.")
     parser.add_argument("--bars", type=int, default=1_000_000, help="synthetic 1-minute bars (default 1,000,000)")
-    parser.add_argument("--combos", type=int, default=600, help="about this many fast x slow combinations")
+    parser.add_argument("--combos", type=int, default=2000, help="about this many fast x slow combinations")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per backend (default 2)")
     parser.add_argument("--block-size", type=int, default=None, help="combinations per task (default: auto)")
     parser.add_argument("--backends", default="dask,ray", help="comma-separated, from dask and ray")

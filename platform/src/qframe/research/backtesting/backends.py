@@ -117,6 +117,10 @@ class ComputeBackend(ABC):
         evaluator: Evaluator | None = None,
     ) -> None: ...
 
+    def warm_up(self, task: BacktestTask, data: MarketData, evaluator: Evaluator | None = None) -> None:
+        """Run ``task`` on every worker (compiles numba kernels there) and drop the results; for benchmarks."""
+        run_task(task, data, evaluator)
+
     def __enter__(self) -> ComputeBackend:
         self.start()
         return self
@@ -220,6 +224,9 @@ class DaskBackend(ComputeBackend):
     def description(self) -> str:
         where = self.address or "LocalCluster"
         return f"dask ({where}, {self.n_workers} workers)"
+
+    def warm_up(self, task: BacktestTask, data: MarketData, evaluator: Evaluator | None = None) -> None:
+        self.client.run(run_task, task, data, evaluator)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the Dask worker processes (diagnostics; the fault tests kill one)."""
@@ -373,6 +380,14 @@ class RayBackend(ComputeBackend):
         if self._ray is None:
             raise RuntimeError("the Ray backend is not started; call start() or use it as a context manager")
         return int(self._ray.cluster_resources().get("CPU", 1))
+
+    def warm_up(self, task: BacktestTask, data: MarketData, evaluator: Evaluator | None = None) -> None:
+        # Ray cannot address worker processes one by one: enough concurrent copies reach every one of them
+        # in practice, since each copy occupies its worker for the whole evaluation.
+        if self._ray is None or self._remote is None:
+            raise RuntimeError("the Ray backend is not started; call start() or use it as a context manager")
+        shipped = self._ray.put(data)
+        self._ray.get([self._remote.remote(task, shipped, evaluator) for _ in range(4 * self.n_workers)])
 
     @property
     def description(self) -> str:
