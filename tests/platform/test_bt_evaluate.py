@@ -10,7 +10,7 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from qframe.research.backtesting import evaluate as evaluate_module
 from qframe.research.backtesting.evaluate import METRIC_COLUMNS, evaluate_task, simulate
-from qframe.research.backtesting.strategies import StrategyError
+from qframe.research.backtesting.strategies import StrategyError, get_strategy
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
 
 pytestmark = pytest.mark.unit
@@ -112,14 +112,19 @@ def test_pure_deterministic_and_independent_of_block_composition(strategy: str) 
         )
 
 
-@pytest.mark.parametrize("strategy", ["adaptive_mean_reversion", "momentum_breakout"])
-def test_generic_path_batches_of_targets_give_the_same_frame(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Big blocks are signalled a few combinations at a time to bound memory; the numbers must not move."""
-    data = _market()
-    task = _task(strategy, COMBOS[strategy], split=SplitWindow(0, 20, 300, 300, 600))
-    whole = evaluate_task(task, data)
-    monkeypatch.setattr(evaluate_module, "TARGETS_BUDGET_BYTES", 8 * N)  # one combination per batch
-    pd.testing.assert_frame_equal(evaluate_task(task, data), whole, check_exact=True)
+@pytest.mark.parametrize("strategy", sorted(COMBOS))
+def test_fused_path_equals_the_generic_path_in_any_batch(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fused kernels are an optimisation only; big blocks on the generic path are signalled a few combinations at a
+    time to bound memory. Neither may move a number. 5,000 bars: windows cross the kernels' chunk boundaries."""
+    data = _market(seed=21, n=5_000)
+    split = SplitWindow(3, 1_000, 2_100, 2_150, 4_999)
+    task = _task(strategy, COMBOS[strategy], split=split, costs=CostModel(0.0004, 0.0002))
+    fused = evaluate_task(task, data)
+    monkeypatch.setattr(get_strategy(strategy), "fused", lambda *args, **kwargs: None)
+    pd.testing.assert_frame_equal(evaluate_task(task, data), fused, check_exact=True)
+    monkeypatch.setattr(evaluate_module, "TARGETS_BUDGET_BYTES", 8 * 5_000)  # one combination per batch
+    pd.testing.assert_frame_equal(evaluate_task(task, data), fused, check_exact=True)
+    assert (fused["n_trades"] > 0).all()
 
 
 @pytest.mark.parametrize("strategy", sorted(COMBOS))

@@ -74,3 +74,14 @@ def test_accumulators_of_a_known_path() -> None:
     assert acc[kernels.ACC_EXPOSED_BARS] == 3
     peak = np.maximum.accumulate(np.concatenate([[1_000.0], equity]))[1:]
     assert acc[kernels.ACC_MAX_DRAWDOWN] == pytest.approx(float(np.min(equity / peak - 1.0)), rel=1e-12)
+
+
+@pytest.mark.parametrize("window", [1, 5, 300])
+def test_extreme_spans_equal_the_whole_series(prices: np.ndarray, window: int) -> None:
+    x = prices[:10_000]
+    for take_max in (True, False):
+        whole = kernels.rolling_extreme(x, window, take_max)
+        for t0, t1 in [(0, 3), (2, 2_049), (window - 1, window + 1), (4_000, 10_000)]:
+            span = np.empty(t1 - t0)
+            kernels.rolling_extreme_span(x, window, take_max, t0, t1, span)
+            np.testing.assert_array_equal(span, whole[t0:t1])

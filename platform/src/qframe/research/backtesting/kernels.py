@@ -143,22 +143,34 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
 
 
 @_jit
-def rolling_extreme(x: np.ndarray, window: int, take_max: bool) -> np.ndarray:
-    """Trailing max (or min) over ``x[t-window+1 .. t]`` with a monotonic deque; NaN before the window fills."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    dq = np.empty(n, dtype=np.int64)
+def rolling_extreme_span(  # noqa: PLR0917
+    x: np.ndarray, window: int, take_max: bool, t0: int, t1: int, out: np.ndarray
+) -> None:
+    """Trailing max (or min) over ``x[t-window+1 .. t]`` into ``out[t - t0]`` for ``t`` in ``[t0, t1)``.
+
+    A monotonic deque started ``window - 1`` bars before ``t0``; NaN before the window fills. Extremes are
+    exact, so any span equals the whole-series values.
+    """
+    first = max(0, t0 - window + 1)
+    dq = np.empty(t1 - first, dtype=np.int64)
     head = 0
     tail = 0
-    for t in range(n):
+    for t in range(first, t1):
         while tail > head and ((x[dq[tail - 1]] <= x[t]) if take_max else (x[dq[tail - 1]] >= x[t])):
             tail -= 1
         dq[tail] = t
         tail += 1
         if dq[head] <= t - window:
             head += 1
-        if t >= window - 1:
-            out[t] = x[dq[head]]
+        if t >= t0:
+            out[t - t0] = x[dq[head]] if t >= window - 1 else np.nan
+
+
+@_jit
+def rolling_extreme(x: np.ndarray, window: int, take_max: bool) -> np.ndarray:
+    """Trailing max (or min) over ``x[t-window+1 .. t]``; NaN before the window fills."""
+    out = np.empty(x.shape[0])
+    rolling_extreme_span(x, window, take_max, 0, x.shape[0], out)
     return out
 
 
@@ -311,6 +323,40 @@ def ma_crossover_fused(  # noqa: PLR0917
 
 
 @_jit
+def _mean_reversion_step(  # noqa: PLR0917
+    position: float, price: float, mean: float, std: float, vol_short: float, vol_long: float, z_entry_base: float
+) -> float:
+    """One bar of the mean-reversion state machine: the position wanted after this bar's close."""
+    if std > 0.0 and vol_long > 0.0:
+        z = (price - mean) / std
+        ratio = min(max(vol_short / vol_long, 0.5), 2.0)
+        threshold = z_entry_base * ratio
+        if (position > 0.0 and z >= 0.0) or (position < 0.0 and z <= 0.0):
+            position = 0.0
+        if position == 0.0:
+            if z < -threshold:
+                position = 1.0
+            elif z > threshold:
+                position = -1.0
+    return position
+
+
+@_jit
+def _breakout_step(  # noqa: PLR0917
+    position: float, price: float, upper: float, lower: float, exit_high: float, exit_low: float, allow_short: bool
+) -> float:
+    """One bar of the Donchian breakout state machine (channels end at the previous bar)."""
+    if (position > 0.0 and price < exit_low) or (position < 0.0 and price > exit_high):
+        position = 0.0
+    if position == 0.0:
+        if price > upper:
+            position = 1.0
+        elif allow_short and price < lower:
+            position = -1.0
+    return position
+
+
+@_jit
 def mean_reversion_targets(  # noqa: PLR0917
     close: np.ndarray,
     price_mean: np.ndarray,
@@ -333,17 +379,7 @@ def mean_reversion_targets(  # noqa: PLR0917
         vl = vol_long[row_long[j]]
         pos = 0.0
         for t in range(lookback_long[j], n):
-            if std[t] > 0.0 and vl[t] > 0.0:
-                z = (close[t] - mean[t]) / std[t]
-                ratio = min(max(vs[t] / vl[t], 0.5), 2.0)
-                threshold = z_entry_base[j] * ratio
-                if (pos > 0.0 and z >= 0.0) or (pos < 0.0 and z <= 0.0):
-                    pos = 0.0
-                if pos == 0.0:
-                    if z < -threshold:
-                        pos = 1.0
-                    elif z > threshold:
-                        pos = -1.0
+            pos = _mean_reversion_step(pos, close[t], mean[t], std[t], vs[t], vl[t], z_entry_base[j])
             out[t, j] = pos
     return out
 
@@ -370,14 +406,9 @@ def breakout_targets(  # noqa: PLR0917
         pos = 0.0
         for t in range(lookback[j], n):
             # Channels end at t-1: the bar being tested is not part of its own range.
-            price = close[t]
-            if (pos > 0.0 and price < exit_low[t - 1]) or (pos < 0.0 and price > exit_high[t - 1]):
-                pos = 0.0
-            if pos == 0.0:
-                if price > upper[t - 1]:
-                    pos = 1.0
-                elif allow_short[j] and price < lower[t - 1]:
-                    pos = -1.0
+            pos = _breakout_step(
+                pos, close[t], upper[t - 1], lower[t - 1], exit_high[t - 1], exit_low[t - 1], allow_short[j]
+            )
             out[t, j] = pos
     return out
 
@@ -402,3 +433,115 @@ def equity_path(  # noqa: PLR0917
         held[t - start] = p
         prev = p
     return equity, rets, held
+
+
+@_jit
+def mean_reversion_fused(  # noqa: PLR0917
+    close: np.ndarray,
+    returns: np.ndarray,
+    long_windows: np.ndarray,
+    short_windows: np.ndarray,
+    row_short: np.ndarray,
+    row_long: np.ndarray,
+    z_entry_base: np.ndarray,
+    start: int,
+    end: int,
+    rate: float,
+    initial_capital: float,
+) -> np.ndarray:
+    """Adaptive mean reversion decided and simulated chunk by chunk; same numbers as targets + simulate.
+
+    The state machine runs from the first bar (its state depends on all history); P&L counts only
+    ``[start, end)``. Indicators are built per chunk, so memory does not grow with the series.
+    """
+    n_combos = row_short.shape[0]
+    n_long = long_windows.shape[0]
+    n_short = short_windows.shape[0]
+    acc = _new_accumulators(n_combos, initial_capital)
+    chunk = min(CHUNK_BARS, end)
+    price_mean = np.empty((n_long, chunk))
+    price_std = np.empty((n_long, chunk))
+    vol_long = np.empty((n_long, chunk))
+    vol_short = np.empty((n_short, chunk))
+    scratch = np.empty(chunk)
+    held = np.empty(chunk)
+    state = np.zeros(n_combos)
+    prev = np.zeros(n_combos)
+    peak = np.full(n_combos, initial_capital)
+    for c0 in range(0, end, CHUNK_BARS):
+        c1 = min(c0 + CHUNK_BARS, end)
+        for k in range(n_long):
+            rolling_moments_span(close, long_windows[k], c0, c1, price_mean[k], price_std[k], True)
+            rolling_moments_span(returns, long_windows[k], c0, c1, scratch, vol_long[k], True)
+        for k in range(n_short):
+            rolling_moments_span(returns, short_windows[k], c0, c1, scratch, vol_short[k], True)
+        a0 = max(c0, start)
+        for j in range(n_combos):
+            lookback = long_windows[row_long[j]]
+            mean = price_mean[row_long[j]]
+            std = price_std[row_long[j]]
+            vl = vol_long[row_long[j]]
+            vs = vol_short[row_short[j]]
+            position = state[j]
+            for t in range(c0, c1):
+                held[t - c0] = position  # the target decided at t-1 is held during t
+                if t >= lookback:
+                    i = t - c0
+                    position = _mean_reversion_step(position, close[t], mean[i], std[i], vs[i], vl[i], z_entry_base[j])
+            state[j] = position
+            if a0 < c1:
+                prev[j], peak[j] = _accumulate(acc, j, held[a0 - c0 :], returns, a0, c1, prev[j], peak[j], rate)
+    return acc
+
+
+@_jit
+def breakout_fused(  # noqa: PLR0917
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    returns: np.ndarray,
+    windows: np.ndarray,
+    row_entry: np.ndarray,
+    row_exit: np.ndarray,
+    allow_short: np.ndarray,
+    start: int,
+    end: int,
+    rate: float,
+    initial_capital: float,
+) -> np.ndarray:
+    """Donchian breakout decided and simulated chunk by chunk; same numbers as targets + simulate."""
+    n_combos = row_entry.shape[0]
+    n_windows = windows.shape[0]
+    acc = _new_accumulators(n_combos, initial_capital)
+    chunk = min(CHUNK_BARS, end)
+    highs = np.empty((n_windows, chunk))
+    lows = np.empty((n_windows, chunk))
+    held = np.empty(chunk)
+    state = np.zeros(n_combos)
+    prev = np.zeros(n_combos)
+    peak = np.full(n_combos, initial_capital)
+    for c0 in range(0, end, CHUNK_BARS):
+        c1 = min(c0 + CHUNK_BARS, end)
+        # Channels of bar t end at t-1: row 0 stands for bar c0-1 (bar 0 never trades: lookback >= 1).
+        m0 = max(c0 - 1, 0)
+        for k in range(n_windows):
+            rolling_extreme_span(high, windows[k], True, m0, c1 - 1, highs[k])
+            rolling_extreme_span(low, windows[k], False, m0, c1 - 1, lows[k])
+        a0 = max(c0, start)
+        for j in range(n_combos):
+            lookback = windows[row_entry[j]]
+            upper = highs[row_entry[j]]
+            lower = lows[row_entry[j]]
+            exit_high = highs[row_exit[j]]
+            exit_low = lows[row_exit[j]]
+            short = allow_short[j]
+            position = state[j]
+            for t in range(c0, c1):
+                held[t - c0] = position
+                if t >= lookback:
+                    i = t - 1 - m0
+                    position = _breakout_step(position, close[t], upper[i], lower[i], exit_high[i], exit_low[i], short)
+            state[j] = position
+            if a0 < c1:
+                prev[j], peak[j] = _accumulate(acc, j, held[a0 - c0 :], returns, a0, c1, prev[j], peak[j], rate)
+    return acc

@@ -263,6 +263,32 @@ class AdaptiveMeanReversion(Strategy):
             )
         )
 
+    def fused(
+        self, data: MarketData, params: ParamBlock, windows: Sequence[Window], *, rate: float, initial_capital: float
+    ) -> list[np.ndarray] | None:
+        unique_short, row_short = _rows(params["lookback_short"])
+        unique_long, row_long = _rows(params["lookback_long"])
+        returns = kernels.bar_returns(data.close)
+        z_entry = params["z_entry_base"].astype(np.float64)
+        return [
+            np.asarray(
+                kernels.mean_reversion_fused(
+                    data.close,
+                    returns,
+                    unique_long.astype(np.int64),
+                    unique_short.astype(np.int64),
+                    row_short,
+                    row_long,
+                    z_entry,
+                    start,
+                    end,
+                    rate,
+                    initial_capital,
+                )
+            )
+            for start, end in windows
+        ]
+
 
 class MomentumBreakout(Strategy):
     """Donchian breakout: long when the close breaks above the previous ``lookback`` bars' high, short below
@@ -299,3 +325,30 @@ class MomentumBreakout(Strategy):
                 params["allow_short"].astype(np.bool_),
             )
         )
+
+    def fused(
+        self, data: MarketData, params: ParamBlock, windows: Sequence[Window], *, rate: float, initial_capital: float
+    ) -> list[np.ndarray] | None:
+        n = params["lookback"].size
+        unique, inverse = _rows(np.concatenate([params["lookback"], params["exit_lookback"]]))
+        returns = kernels.bar_returns(data.close)
+        short = params["allow_short"].astype(np.bool_)
+        return [
+            np.asarray(
+                kernels.breakout_fused(
+                    data.close,
+                    data.high,
+                    data.low,
+                    returns,
+                    unique.astype(np.int64),
+                    inverse[:n],
+                    inverse[n:],
+                    short,
+                    start,
+                    end,
+                    rate,
+                    initial_capital,
+                )
+            )
+            for start, end in windows
+        ]
