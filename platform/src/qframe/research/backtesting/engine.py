@@ -19,7 +19,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -511,7 +511,7 @@ def as_market_data(
 
     for name, value in items:
         if isinstance(value, MarketData):
-            add(value if name is None or name == value.name else _renamed(value, name))
+            add(value if name is None or name == value.name else replace(value, name=name))
         elif isinstance(value, pd.DataFrame):
             if "symbol" in value.columns and value["symbol"].nunique() > 1:
                 if name is not None:
@@ -525,12 +525,6 @@ def as_market_data(
         else:
             raise TypeError(f"a dataset must be MarketData or an OHLCV DataFrame, got {type(value).__name__}")
     return market
-
-
-def _renamed(data: MarketData, name: str) -> MarketData:
-    from dataclasses import replace  # noqa: PLC0415
-
-    return replace(data, name=name)
 
 
 def get_performance_summary(results: BacktestResults | pd.DataFrame, *, metric: str | None = None) -> pd.DataFrame:
