@@ -6,7 +6,9 @@ Each test starts its own local cluster (2 single-threaded worker processes on 12
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -174,3 +176,32 @@ def test_engine_uses_a_running_dask_scheduler_and_leaves_it_running(
         with Client(address, timeout=10) as client:  # type: ignore[no-untyped-call]
             assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
             assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_engine_uses_a_running_ray_runtime_and_leaves_it_running(
+    monkeypatch: pytest.MonkeyPatch, market: dict[str, MarketData], reference: BacktestResults
+) -> None:
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, as the engine does
+    import ray  # noqa: PLC0415
+
+    # Ray's unix sockets live under the temp dir and their paths must stay short.
+    temp_dir = tempfile.mkdtemp(prefix="qfray-test-", dir="/tmp")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=200 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=temp_dir,
+    )
+    try:
+        with DistributedBacktestEngine("ray", block_size=3, progress=False) as engine:
+            assert engine.backend == "ray", engine.fallback_reasons
+            results = engine.run_backtest_sync(STRATEGIES, market, GRIDS, n_splits=N_SPLITS, purge=PURGE)
+        pd.testing.assert_frame_equal(results.frame, reference.frame, check_exact=True)
+        assert ray.is_initialized(), "the engine shut down a Ray runtime it did not start"
+        assert ray.get(ray.put(41)) + 1 == 42
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
