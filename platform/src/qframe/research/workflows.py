@@ -130,7 +130,7 @@ def run_research_sweep(
         context.__enter__()
     try:
         for strategy in strategies:
-            rows = results.frame[(results.frame["strategy"] == strategy) & (results.frame["dataset"] == first.name)]
+            rows = strategy_rows(results.frame, strategy, first.name)
             equity, returns = best_equity(strategy, first, rows, opts)
             heatmap = _heatmap_params(rows)
             if tracker is not None:
@@ -207,6 +207,22 @@ def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: Sweep
         bars_per_year=opts.bars_per_year,
     )
     return sim.equity, sim.returns
+
+
+def strategy_rows(frame: pd.DataFrame, strategy: str, dataset: str) -> pd.DataFrame:
+    """One strategy's rows on one dataset with only its own parameter columns, whole numbers as integers.
+
+    The sweep frame holds every strategy's parameters (NaN where a strategy lacks one), which would
+    otherwise show up as float and NaN parameters in summaries, titles and heat maps.
+    """
+    rows = frame[(frame["strategy"] == strategy) & (frame["dataset"] == dataset)]
+    foreign = [c for c in rows.columns if c.startswith(PARAM_PREFIX) and rows[c].isna().all()]
+    rows = rows.drop(columns=foreign)
+    for column in (c for c in rows.columns if c.startswith(PARAM_PREFIX)):
+        values = rows[column]
+        if values.notna().all() and bool((values == values.round()).all()):
+            rows = rows.assign(**{column: values.astype("int64")})
+    return rows
 
 
 def _combo(row: pd.Series, params: Sequence[str]) -> dict[str, float | int]:

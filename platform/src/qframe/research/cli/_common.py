@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output (CI logs, `| tee`) keeps whole table rows instead of rich's 80-column default.
+_WIDE = None if sys.stdout.isatty() else 160
+console = Console(width=_WIDE)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 # Exit codes: 1 = the work failed, 2 = the input was wrong (nothing was changed).
 EXIT_FAILED = 1

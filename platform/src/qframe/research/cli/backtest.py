@@ -59,21 +59,12 @@ def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols
 
 
 def summary_table(summary: pd.DataFrame, title: str) -> Table:
-    preferred = [
-        "strategy",
-        "dataset",
-        "best_params",
-        "best_sharpe",
-        "best_total_return",
-        "best_max_drawdown",
-        "best_n_trades",
-        "oos_sharpe",
-        "oos_total_return",
-        "oos_max_drawdown",
-        "oos_n_trades",
-    ]
-    columns = [c for c in preferred if c in summary.columns] or list(summary.columns)
-    table = Table(*columns, title=title)
+    """Best-per-strategy rows: grid figures, or in-sample vs out-of-sample figures for walk-forward."""
+    keep = ("strategy", "dataset", "n_combinations")
+    figures = [c for c in summary.columns if c.startswith(("best_", "is_mean_", "oos_"))]
+    params = [c for c in summary.columns if c in ("best_params", "most_chosen_params")]
+    columns = [c for c in keep if c in summary.columns] + [c for c in figures if c not in params] + params
+    table = Table(*(c.replace("_", " ") for c in columns), title=title)
     for _, row in summary.iterrows():
         table.add_row(*(_cell(row[c]) for c in columns))
     return table
@@ -81,9 +72,11 @@ def summary_table(summary: pd.DataFrame, title: str) -> Table:
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k.removeprefix('param_')}={v}" for k, v in value.items())
+        return ", ".join(f"{k.removeprefix('param_')}={_cell(v)}" for k, v in value.items())
+    if isinstance(value, str) and value.startswith("{"):
+        return value.replace("param_", "").replace("'", "")
     return str(value)
 
 
