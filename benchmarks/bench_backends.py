@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from qframe.research.backtesting.engine import DistributedBacktestEngine, plan_sweep
 from qframe.research.backtesting.types import CostModel, MarketData

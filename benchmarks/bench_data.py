@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from qframe.research.data_lake.storage import DataLakeStorage, LocalFileStorage, MinIOStorage, S3Storage
 from rich.console import Console

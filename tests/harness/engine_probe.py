@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd  # type: ignore[import-untyped]
+    import pandas as pd
     from qframe.research.backtesting.types import BacktestTask, MarketData
 
 PROBE_DIR_ENV = "QFRAME_PROBE_DIR"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from qframe.research.data_lake.synthetic import generate_market_data
 
 STRATEGIES: list[str] = ["ma_crossover", "adaptive_mean_reversion"]

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.backtesting import evaluate as evaluate_module
 from qframe.research.backtesting.evaluate import METRIC_COLUMNS, evaluate_task, simulate

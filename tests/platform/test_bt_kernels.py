@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from qframe.research.backtesting import kernels

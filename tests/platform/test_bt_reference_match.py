@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.backtesting.evaluate import METRIC_COLUMNS, evaluate_task, simulate
 from qframe.research.backtesting.strategies import get_strategy

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.backtesting.evaluate import evaluate_task, simulate
 from qframe.research.backtesting.grid import expand_grid

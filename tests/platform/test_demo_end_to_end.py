@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from qframe.research.data_lake.catalog import DataCatalog

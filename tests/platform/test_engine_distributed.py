@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry

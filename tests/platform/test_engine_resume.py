@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.backtesting.engine import DistributedBacktestEngine
 

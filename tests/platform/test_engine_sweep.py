@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry

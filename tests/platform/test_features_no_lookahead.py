@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.features import FEATURE_COLUMNS, compute_features

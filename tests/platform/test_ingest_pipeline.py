@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.data_lake.catalog import DataCatalog, DataQuality, DatasetMetadata, DatasetType
 from qframe.research.data_lake.ingestion import (

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.data_lake import catalog_models as models
 from qframe.research.data_lake.catalog import (

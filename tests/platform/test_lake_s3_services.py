@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import pytest
 from qframe.research.data_lake.storage import (
     DatasetVersionExists,

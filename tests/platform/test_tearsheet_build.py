@@ -134,7 +134,7 @@ def test_bad_input_is_rejected_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="parameters available"):
         build_tear_sheet(returns, returns, results=results_table(), heatmap_params=("x", "y"), out_dir=out)
     with pytest.raises(TypeError, match="pandas Series"):
-        build_tear_sheet([1.0, 2.0], returns, out_dir=out)  # type: ignore[arg-type]
+        build_tear_sheet([1.0, 2.0], returns, out_dir=out)
     assert not out.exists()
 
 

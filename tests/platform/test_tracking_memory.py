@@ -151,7 +151,7 @@ def test_bad_input_rejected_before_any_run(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="must be a number"):
             tracker.log_strategy("s", {}, {"sharpe": "high"})
         with pytest.raises(TypeError, match="DataFrame"):
-            tracker.log_strategy("s", {}, {}, results_frame=[1, 2])  # type: ignore[arg-type]
+            tracker.log_strategy("s", {}, {}, results_frame=[1, 2])
     assert len(tracker.sweeps) == 1
     assert tracker.sweeps[0].strategies == []
 

@@ -62,7 +62,7 @@ def test_grid_values_parse_lists_and_inclusive_ranges() -> None:
 
 
 def test_blocks_keep_order_and_size() -> None:
-    combos = [{"a": i} for i in range(10)]
+    combos: list[dict[str, float | int]] = [{"a": i} for i in range(10)]
     blocks = list(iter_blocks(combos, 4))
     assert [len(b) for b in blocks] == [4, 4, 2]
     assert [c for b in blocks for c in b] == combos

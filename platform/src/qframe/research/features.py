@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 FEATURE_COLUMNS: Final[tuple[str, ...]] = (
     "return_1",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from qframe.research.data_lake.catalog import DataCatalog
 from qframe.research.data_lake.feature_store import FeatureStore

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, get_performance_summary
 from qframe.research.backtesting.evaluate import simulate

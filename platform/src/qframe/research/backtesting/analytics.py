@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from qframe.research.backtesting.monte_carlo import DEFAULT_CONFIDENCE_LEVELS, bootstrap_confidence_intervals
 
 FloatArray = npt.NDArray[np.float64]

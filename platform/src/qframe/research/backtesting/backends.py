@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 if TYPE_CHECKING:
     from qframe.research.backtesting.types import MarketData

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from prometheus_client import CollectorRegistry
 from qframe.research.backtesting.backends import (
     DEFAULT_CONNECT_TIMEOUT_S,

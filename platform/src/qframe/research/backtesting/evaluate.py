@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from qframe.research.backtesting import kernels
 from qframe.research.backtesting.strategies import ParamBlock, Strategy, StrategyError, get_strategy
 from qframe.research.backtesting.types import (

@@ -11,7 +11,7 @@ from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, f
 from rich.table import Table
 
 if TYPE_CHECKING:
-    import pandas as pd  # type: ignore[import-untyped]
+    import pandas as pd
 
 
 def parse_grids(specs: list[str], strategies: list[str]) -> dict[str, dict[str, list[float | int]]]:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from alembic import command
 from alembic.config import Config

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import structlog
 from qframe.research.data_lake.catalog import (
     DataCatalog,

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import structlog
 from qframe.research.data_lake.catalog import (
     DataCatalog,

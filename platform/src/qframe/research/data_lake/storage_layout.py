@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import quote
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 TimestampLike: TypeAlias = pd.Timestamp | datetime | str | np.datetime64
 TimePartition: TypeAlias = Literal["day", "month", "year"]

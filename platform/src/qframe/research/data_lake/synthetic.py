@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Final, TypeAlias
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
-import pyarrow as pa  # type: ignore[import-untyped]
+import pandas as pd
+import pyarrow as pa
 
 TimestampLike: TypeAlias = str | datetime | pd.Timestamp | np.datetime64
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 REQUIRED_COLUMNS: Final = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.reporting.tear_sheet import TearSheet, build_tear_sheet
 from qframe.research.tracking.base import ExperimentTracker

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 PARAM_PREFIX = "param_"
 AGGREGATED_METRICS: tuple[str, ...] = ("sharpe", "total_return", "annual_return", "max_drawdown", "n_trades")
