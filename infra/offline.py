@@ -9,6 +9,7 @@ stack in context variables, so runs never leak into each other.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -208,7 +209,18 @@ def run_program(
     return contextvars.Context().run(_run_isolated, run, config, program)
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks build futures on the thread's current loop; ``asyncio.run`` elsewhere leaves none set."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def _run_isolated(run: ProgramRun, config: dict[str, str], program: Callable[[], None]) -> ProgramRun:
+    _ensure_event_loop()
     monitor = _RecordingMonitor(_EchoMocks(), run)
     pulumi.runtime.set_mocks(_EchoMocks(), project=PROJECT, stack=run.stack, preview=False, monitor=monitor)
     # set_mocks finishes a root stack of its own; drop it so run_in_stack makes the stack the

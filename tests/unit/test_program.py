@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -107,3 +108,13 @@ def test_outputs_holding_secrets_are_marked_secret(run: ProgramRun) -> None:
     for key, value in run.outputs.items():
         if MOCK_SECRET_PREFIX in json.dumps(value, default=str):
             assert key in run.secret_outputs, key
+
+
+def test_the_offline_run_works_after_asyncio_run_cleared_the_event_loop() -> None:
+    # asyncio.run (used by async research APIs in the same test session) leaves the thread with no loop.
+    async def nothing() -> int:
+        return 1
+
+    assert asyncio.run(nothing()) == 1
+    run = run_program(REPO_ROOT / "Pulumi.dev.yaml")
+    assert run.resources
