@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
 
 from qframe.research.backtesting.engine import DistributedBacktestEngine
@@ -22,6 +23,9 @@ from tests.harness.engine_workload import GRIDS, STRATEGIES, workload_bars
 
 
 def main() -> None:
+    # A process started in the background (nohup, `cmd &` in a script, some CI runners) inherits SIGINT
+    # as ignored, and Python then installs no KeyboardInterrupt handler; the test's Ctrl-C must land.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lake", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
