@@ -12,7 +12,6 @@ One registration is one transaction (dataset row, tags, symbols, lineage edges);
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from qframe.research.data_lake.storage_layout import (
     check_version,
     to_utc_timestamp,
 )
+from qframe.research.threaded import in_thread
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -425,41 +425,7 @@ class DataCatalog:
         log.info("catalog.registered", dataset=reg.name, version=reg.version, type=reg.dataset_type.value)
         return self.get_dataset_sync(reg.name, reg.version)
 
-    async def register_dataset(
-        self,
-        name: str,
-        *,
-        version: str,
-        dataset_type: DatasetType | str,
-        quality_level: DataQuality | str,
-        schema: Mapping[str, str],
-        location: str,
-        checksum: str,
-        row_count: int,
-        tags: Mapping[str, str] | None = None,
-        symbols: Sequence[str] = (),
-        start: TimestampLike | None = None,
-        end: TimestampLike | None = None,
-        description: str = "",
-        derived_from: Sequence[DatasetRef] = (),
-    ) -> DatasetMetadata:
-        return await asyncio.to_thread(
-            self.register_dataset_sync,
-            name,
-            version=version,
-            dataset_type=dataset_type,
-            quality_level=quality_level,
-            schema=schema,
-            location=location,
-            checksum=checksum,
-            row_count=row_count,
-            tags=tags,
-            symbols=symbols,
-            start=start,
-            end=end,
-            description=description,
-            derived_from=derived_from,
-        )
+    register_dataset = in_thread(register_dataset_sync)
 
     def register_manifest_sync(
         self,
@@ -489,25 +455,7 @@ class DataCatalog:
             derived_from=derived_from,
         )
 
-    async def register_manifest(
-        self,
-        manifest: StorageMetadata,
-        *,
-        dataset_type: DatasetType | str,
-        quality_level: DataQuality | str,
-        tags: Mapping[str, str] | None = None,
-        description: str = "",
-        derived_from: Sequence[DatasetRef] = (),
-    ) -> DatasetMetadata:
-        return await asyncio.to_thread(
-            self.register_manifest_sync,
-            manifest,
-            dataset_type=dataset_type,
-            quality_level=quality_level,
-            tags=tags,
-            description=description,
-            derived_from=derived_from,
-        )
+    register_manifest = in_thread(register_manifest_sync)
 
     # --- lookup ------------------------------------------------------------------------------------
 
@@ -587,8 +535,7 @@ class DataCatalog:
             rows = conn.execute(select(m.datasets).where(m.datasets.c.id == dataset_id)).mappings().all()
             return self._load(conn, rows)[0]
 
-    async def get_dataset(self, name: str, version: str = LATEST) -> DatasetMetadata:
-        return await asyncio.to_thread(self.get_dataset_sync, name, version)
+    get_dataset = in_thread(get_dataset_sync)
 
     def search_sync(
         self,
@@ -614,17 +561,7 @@ class DataCatalog:
             rows = conn.execute(query.order_by(m.datasets.c.id)).mappings().all()
             return self._load(conn, rows)
 
-    async def search(
-        self,
-        *,
-        tags: Mapping[str, str] | None = None,
-        dataset_type: DatasetType | str | None = None,
-        symbol: str | None = None,
-        name_prefix: str | None = None,
-    ) -> list[DatasetMetadata]:
-        return await asyncio.to_thread(
-            self.search_sync, tags=tags, dataset_type=dataset_type, symbol=symbol, name_prefix=name_prefix
-        )
+    search = in_thread(search_sync)
 
     def list_versions_sync(self, name: str) -> list[str]:
         """Registered versions of ``name`` in registration order (empty if none)."""

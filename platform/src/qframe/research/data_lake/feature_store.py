@@ -8,7 +8,6 @@ wrote, so the lake never keeps a visible version the catalog does not know about
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -31,6 +30,7 @@ from qframe.research.data_lake.storage_layout import (
     check_dataset_name,
     check_version,
 )
+from qframe.research.threaded import in_thread
 
 __all__ = ["FEATURE_PREFIX", "FeatureStore", "feature_dataset_name"]
 
@@ -132,27 +132,7 @@ class FeatureStore:
         log.info("features.stored", feature_group=feature_group, version=version, rows=manifest.row_count)
         return registered
 
-    async def store_features(
-        self,
-        feature_group: str,
-        features_df: pd.DataFrame,
-        version: str,
-        description: str = "",
-        derived_from: Sequence[DatasetRef] = (),
-        *,
-        tags: Mapping[str, str] | None = None,
-        quality_level: DataQuality = DataQuality.CURATED,
-    ) -> DatasetMetadata:
-        return await asyncio.to_thread(
-            self.store_features_sync,
-            feature_group,
-            features_df,
-            version,
-            description,
-            derived_from,
-            tags=tags,
-            quality_level=quality_level,
-        )
+    store_features = in_thread(store_features_sync)
 
     def get_features_sync(  # noqa: PLR0917 - contract signature (seed API)
         self,
@@ -177,16 +157,7 @@ class FeatureStore:
             name, version=registered.version, symbols=symbols, start=start, end=end, columns=columns
         )
 
-    async def get_features(  # noqa: PLR0917 - contract signature (seed API)
-        self,
-        feature_group: str,
-        version: str = LATEST,
-        symbols: Sequence[str] | None = None,
-        start: TimestampLike | None = None,
-        end: TimestampLike | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        return await asyncio.to_thread(self.get_features_sync, feature_group, version, symbols, start, end, columns)
+    get_features = in_thread(get_features_sync)
 
     def list_versions(self, feature_group: str) -> list[str]:
         """Registered versions of a feature group, in registration order."""

@@ -14,7 +14,6 @@ Every path runs the same steps, in this order, so that a bad batch changes nothi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import re
@@ -52,6 +51,7 @@ from qframe.research.data_lake.validation import (
     ValidationReport,
     validate_market_data,
 )
+from qframe.research.threaded import in_thread
 
 log = structlog.get_logger(__name__)
 
@@ -483,46 +483,9 @@ class DataIngestionPipeline:
             description=description,
         )
 
-    async def ingest_market_data(
-        self,
-        provider: str = "synthetic",
-        symbols: Sequence[str] = ("AAA", "BBB", "CCC"),
-        timeframe: str = "1h",
-        start_date: TimestampLike = "2024-01-01",
-        end_date: TimestampLike | None = None,
-        *,
-        name: str | None = None,
-        version: str | None = None,
-        path: str | Path | None = None,
-        seed: int = 0,
-        periods: int | None = None,
-        tags: Mapping[str, str] | None = None,
-        description: str = "",
-    ) -> DatasetMetadata | StorageMetadata:
-        """Async form of :meth:`ingest_market_data_sync` (runs in a worker thread)."""
-        return await asyncio.to_thread(
-            self.ingest_market_data_sync,
-            provider,
-            symbols,
-            timeframe,
-            start_date,
-            end_date,
-            name=name,
-            version=version,
-            path=path,
-            seed=seed,
-            periods=periods,
-            tags=tags,
-            description=description,
-        )
-
-    async def ingest_frame(self, df: pd.DataFrame, *, name: str, version: str, **options: Any) -> Any:
-        """Async form of :meth:`ingest_frame_sync`."""
-        return await asyncio.to_thread(lambda: self.ingest_frame_sync(df, name=name, version=version, **options))
-
-    async def ingest_file(self, path: str | Path, *, name: str, version: str, **options: Any) -> Any:
-        """Async form of :meth:`ingest_file_sync`."""
-        return await asyncio.to_thread(lambda: self.ingest_file_sync(path, name=name, version=version, **options))
+    ingest_market_data = in_thread(ingest_market_data_sync)
+    ingest_frame = in_thread(ingest_frame_sync)
+    ingest_file = in_thread(ingest_file_sync)
 
 
 def bars_checksum(bars: pd.DataFrame) -> str:
