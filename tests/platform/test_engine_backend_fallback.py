@@ -10,6 +10,8 @@ import pytest
 import structlog
 from qframe.research.backtesting.backends import (
     BackendResolution,
+    DaskBackend,
+    RayBackend,
     SequentialBackend,
     resolve_backend,
 )
@@ -79,3 +81,10 @@ def test_ray_not_installed_falls_back_to_sequential(monkeypatch: pytest.MonkeyPa
         resolution = resolve_backend("ray", max_workers=1)
     assert resolution.backend.name == "sequential"
     assert len(_warnings(logs)) == 1
+
+
+def test_cluster_backends_used_before_start_say_so() -> None:
+    with pytest.raises(RuntimeError, match="the Dask backend is not started"):
+        _ = DaskBackend().client
+    with pytest.raises(RuntimeError, match="the Ray backend is not started"):
+        _ = RayBackend().n_workers

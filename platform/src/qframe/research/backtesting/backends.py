@@ -156,10 +156,10 @@ class SequentialBackend(ComputeBackend):
             on_result(run_task(task, datasets[task.dataset], evaluator))
 
 
-class DaskBackend(ComputeBackend):
-    """Dask: a remote scheduler at ``address`` or a LocalCluster of single-threaded worker processes."""
+class _ClusterBackend(ComputeBackend):
+    """What the Dask and Ray backends share: where the cluster is, how many local workers, retry policy."""
 
-    name = "dask"
+    label: ClassVar[str]
 
     def __init__(
         self,
@@ -174,13 +174,33 @@ class DaskBackend(ComputeBackend):
         self.max_workers = max_workers
         self.retries = retries
         self.connect_timeout = connect_timeout
+
+    def _not_started(self) -> RuntimeError:
+        return RuntimeError(f"the {self.label} backend is not started; call start() or use it as a context manager")
+
+
+class DaskBackend(_ClusterBackend):
+    """Dask: a remote scheduler at ``address`` or a LocalCluster of single-threaded worker processes."""
+
+    name = "dask"
+    label = "Dask"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        max_workers: int | None = None,
+        retries: int = DEFAULT_RETRIES,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
+        super().__init__(address, max_workers=max_workers, retries=retries, connect_timeout=connect_timeout)
         self._client: Any = None
         self._cluster: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            raise RuntimeError("the Dask backend is not started; call start() or use it as a context manager")
+            raise self._not_started()
         return self._client
 
     def start(self) -> None:
@@ -283,7 +303,7 @@ def _tcp_reachable(host: str, port: int, timeout: float) -> str | None:
         return f"{host}:{port} not reachable within {timeout:g} s ({exc})"
 
 
-class RayBackend(ComputeBackend):
+class RayBackend(_ClusterBackend):
     """Ray: a cluster at ``address`` (``ray://host:10001`` or ``host:6379``) or a small local one.
 
     A local Ray binds 127.0.0.1 only, caps its object store, has no dashboard and keeps its session files
@@ -292,6 +312,7 @@ class RayBackend(ComputeBackend):
     """
 
     name = "ray"
+    label = "Ray"
 
     def __init__(
         self,
@@ -302,11 +323,7 @@ class RayBackend(ComputeBackend):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         object_store_memory: int = RAY_OBJECT_STORE_BYTES,
     ) -> None:
-        super().__init__()
-        self.address = address
-        self.max_workers = max_workers
-        self.retries = retries
-        self.connect_timeout = connect_timeout
+        super().__init__(address, max_workers=max_workers, retries=retries, connect_timeout=connect_timeout)
         self.object_store_memory = object_store_memory
         self._owns_runtime = False
         self._temp_dir: str | None = None
@@ -378,14 +395,14 @@ class RayBackend(ComputeBackend):
     @property
     def n_workers(self) -> int:
         if self._ray is None:
-            raise RuntimeError("the Ray backend is not started; call start() or use it as a context manager")
+            raise self._not_started()
         return int(self._ray.cluster_resources().get("CPU", 1))
 
     def warm_up(self, task: BacktestTask, data: MarketData, evaluator: Evaluator | None = None) -> None:
         # Ray cannot address worker processes one by one: enough concurrent copies reach every one of them
         # in practice, since each copy occupies its worker for the whole evaluation.
         if self._ray is None or self._remote is None:
-            raise RuntimeError("the Ray backend is not started; call start() or use it as a context manager")
+            raise self._not_started()
         shipped = self._ray.put(data)
         self._ray.get([self._remote.remote(task, shipped, evaluator) for _ in range(4 * self.n_workers)])
 
@@ -403,7 +420,7 @@ class RayBackend(ComputeBackend):
         evaluator: Evaluator | None = None,
     ) -> None:
         if self._ray is None or self._remote is None:
-            raise RuntimeError("the Ray backend is not started; call start() or use it as a context manager")
+            raise self._not_started()
         ray = self._ray
         _check_datasets(tasks, datasets)
         # One copy in the object store; workers on a node map it zero-copy instead of receiving it per task.
