@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -90,3 +91,11 @@ def test_unknown_dataset_is_named(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("data", "show", "bars.nothing")
     assert code == 2
     assert "bars.nothing" in out
+
+
+def test_status_prints_the_session_as_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("status")
+    assert code == 0, out
+    status = json.loads(out)
+    assert status["data_lake_url"] == (tmp_path / "w" / "lake").resolve().as_uri()
+    assert "ma_crossover" in status["strategies"]

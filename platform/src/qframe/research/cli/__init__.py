@@ -14,7 +14,7 @@ from typing import TextIO, cast
 import structlog
 import typer
 from qframe.research.cli import backtest, data, demo
-from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
+from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, research_session
 
 app = typer.Typer(
     name="qframe",
@@ -64,7 +64,5 @@ def configure_logging(level: int) -> None:
 @app.command()
 def status(workdir: Workdir = None, lake: LakeUrl = None, catalog: CatalogUrl = None) -> None:
     """Where the lake, catalog and MLflow are, which strategies and compute backends are available."""
-    from qframe.research.integration_layer import create_research_integration
-
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         console.print_json(json.dumps(session.get_integration_status()))

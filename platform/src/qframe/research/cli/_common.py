@@ -62,6 +62,15 @@ def plain_errors() -> Iterator[None]:
         raise
 
 
+@contextmanager
+def research_session(workdir: Path | None, lake: str | None, catalog: str | None) -> Iterator[Any]:
+    """The command's lake, catalog and feature store, with plain-word errors around the whole command body."""
+    from qframe.research.integration_layer import create_research_integration
+
+    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+        yield session
+
+
 def settings_from(workdir: Path | None, lake: str | None, catalog: str | None, **more: Any) -> Any:
     from qframe.research.settings import ResearchSettings
 

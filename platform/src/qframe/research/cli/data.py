@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, settings_from
+from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, research_session
 from rich.table import Table
 
 app = typer.Typer(help="Datasets in the lake: generate, ingest, validate, list, show, features.", no_args_is_help=True)
@@ -42,9 +42,8 @@ def generate(
 ) -> None:
     """Write deterministic synthetic bars (regime-switching) to the lake and the catalog."""
     from qframe.research.data_lake.ingestion import DataIngestionPipeline
-    from qframe.research.integration_layer import create_research_integration
 
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         stored = DataIngestionPipeline(session.storage, session.catalog).ingest_market_data_sync(
             "synthetic",
             [s.strip() for s in symbols.split(",") if s.strip()],
@@ -71,10 +70,9 @@ def ingest(
 ) -> None:
     """Validate a file of bars and write it to the lake as an immutable version."""
     from qframe.research.data_lake.ingestion import DataIngestionPipeline
-    from qframe.research.integration_layer import create_research_integration
 
     tags = _parse_tags(tag or [])
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         pipeline = DataIngestionPipeline(session.storage, session.catalog, quarantine=quarantine)
         stored = pipeline.ingest_file_sync(path, name=name, version=version, tags=tags)
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
@@ -104,10 +102,9 @@ def list_datasets(
 ) -> None:
     """Datasets registered in the catalog."""
     from qframe.research.data_lake.catalog import DatasetType
-    from qframe.research.integration_layer import create_research_integration
 
     tags = _parse_tags(tag or [])
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         kind = DatasetType(dataset_type) if dataset_type else None
         found = session.catalog.search_sync(tags=tags or None, dataset_type=kind, symbol=symbol)
         table = Table("name", "version", "type", "quality", "rows", "symbols", "start", "end", title="datasets")
@@ -134,10 +131,8 @@ def show(
     catalog: CatalogUrl = None,
 ) -> None:
     """One dataset version: catalog entry, lineage and the first rows."""
-    from qframe.research.integration_layer import create_research_integration
-
     name, version = _split_ref(ref)
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         meta = session.catalog.get_dataset_sync(name, version)
         console.print(f"[bold]{meta.name}@{meta.version}[/] {meta.dataset_type} / {meta.quality_level}")
         console.print(f"  rows {meta.row_count:,}, symbols {', '.join(meta.symbols)}, {meta.start} .. {meta.end}")
@@ -162,10 +157,9 @@ def features(
     """Compute the built-in feature set on a bars dataset and store it as a feature-group version."""
     from qframe.research.data_lake.catalog import DatasetRef
     from qframe.research.features import compute_features
-    from qframe.research.integration_layer import create_research_integration
 
     name, bars_version = _split_ref(ref)
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with research_session(workdir, lake, catalog) as session:
         bars_meta = session.catalog.get_dataset_sync(name, bars_version)
         bars = session.storage.read_dataset(bars_meta.name, version=bars_meta.version)
         stored = session.feature_store.store_features_sync(
