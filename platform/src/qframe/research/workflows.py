@@ -8,6 +8,7 @@ strategy on the first dataset — the walk-forward (out-of-sample) equity when s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -107,7 +108,7 @@ def run_research_sweep(
     sheets: dict[str, tuple[Path, Path]] = {}
     run_ids: dict[str, str] = {}
     first = datasets[0]
-    context = (
+    tracking = (
         tracker.start_sweep(
             sweep_name,
             params={
@@ -124,11 +125,10 @@ def run_research_sweep(
             tags={"qframe.sweep_id": results.sweep_id},
         )
         if tracker is not None
-        else None
+        else contextlib.nullcontext()
     )
-    if context is not None:
-        context.__enter__()
-    try:
+    # The parent run ends FINISHED, or FAILED if anything below raises (start_sweep's contract).
+    with tracking:
         for strategy in strategies:
             rows = strategy_rows(results.frame, strategy, first.name)
             equity, returns = best_equity(strategy, first, rows, opts)
@@ -159,12 +159,6 @@ def run_research_sweep(
                     file_stem=strategy,
                 )
                 sheets[strategy] = (sheet.png_path, sheet.html_path)
-    except BaseException as exc:
-        if context is not None:
-            context.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    if context is not None:
-        context.__exit__(None, None, None)
     log.info("research sweep written", out_dir=str(out), rows=len(results.frame), backend=backend)
     return SweepReport(results, summary, results_path, summary_path, sheets, run_ids, backend)
 
