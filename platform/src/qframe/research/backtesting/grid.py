@@ -10,13 +10,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import structlog
+from qframe.research.backtesting.strategies import ParamSpec, get_strategy
 from qframe.research.backtesting.types import ParamValue
-
-if TYPE_CHECKING:
-    from qframe.research.backtesting.strategies import ParamSpec
 
 log = structlog.get_logger(__name__)
 
@@ -29,8 +26,6 @@ class GridError(ValueError):
 
 def expand_grid(strategy: str, grid: Grid) -> list[dict[str, ParamValue]]:
     """Every valid combination of ``grid`` for the registered ``strategy``; missing parameters take defaults."""
-    from qframe.research.backtesting.strategies import get_strategy  # noqa: PLC0415 - strategies load numba
-
     cls = get_strategy(strategy)
     specs = cls.parameters
     unknown = sorted(set(grid) - set(specs))
