@@ -27,8 +27,8 @@ down: venv ## pulumi destroy of the stack, then remove the local cluster
 preview: venv ## pulumi preview of the stack against the cluster
 	$(VENV)/python -m tools.devstack preview --stack $(STACK)
 
-plan: setup ## check Pulumi.$(STACK).yaml and show every resource it would create (offline)
-	$(VENV)/python -m infra.plan --stack $(STACK)
+plan: venv ## check Pulumi.$(STACK).yaml and show every resource it would create (offline: only the venv)
+	$(VENV)/python -m tools.devstack plan --stack $(STACK)
 
 demo: setup ## the researcher's main job: data, features, walk-forward sweep on local Dask, MLflow, tear sheet
 	$(VENV)/qframe demo $(DEMO_ARGS)

@@ -22,7 +22,8 @@ from typing import Any, cast
 
 import pandas as pd
 import structlog
-from qframe.research.backtesting.engine import DistributedBacktestEngine, plan_sweep
+from qframe.research.backtesting.engine import DistributedBacktestEngine
+from qframe.research.backtesting.sweep_plan import plan_sweep
 from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.data_lake.synthetic import generate_market_data
 from rich.console import Console

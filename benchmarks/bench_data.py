@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_minio or args.moto:
             import boto3  # noqa: PLC0415 - only the S3 runs need it
 
-            from tests.harness import services  # noqa: PLC0415 - the harness starts real servers on 127.0.0.1
+            from tools import services  # noqa: PLC0415 - starts real servers on 127.0.0.1
 
         if not args.no_minio:
             minio = stack.enter_context(services.minio_server())

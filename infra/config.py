@@ -45,7 +45,6 @@ _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 _IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 def _dns_label(value: str) -> str:
@@ -154,7 +153,6 @@ SubnetId = Annotated[str, _matches(_SUBNET, "a subnet id", "subnet-0a1b2c3d4e5f6
 SecurityGroupId = Annotated[str, _matches(_SECURITY_GROUP, "a security group id", "sg-0a1b2c3d4e5f60718")]
 KmsKeyArn = Annotated[str, _matches(_KMS_ARN, "a KMS key or alias ARN", "arn:aws:kms:eu-west-1:123456789012:key/...")]
 IamName = Annotated[str, _matches(_IAM_NAME, "an IAM role or user name", "qframe-research")]
-Username = Annotated[str, _matches(_USERNAME, "a user name", "alice")]
 
 
 class RuleError(ValueError):
@@ -168,14 +166,6 @@ class RuleError(ValueError):
         super().__init__(message)
         self.at = at
         self.value = value
-
-
-def _require_unique(section: str, field: str, values: list[str]) -> None:
-    for index, value in enumerate(values):
-        if value in values[:index]:
-            raise RuleError(
-                f"{section}[{index}].{field}", value, f"repeats an earlier {field}; {field}s must be unique"
-            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,16 +216,14 @@ def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Any:
 
 
 class ImageTags(Closed):
-    """One pinned tag per image recipe in images/; the registry prefix is shared."""
+    """One pinned tag per image a deployed component runs; the registry prefix is shared.
+
+    An image joins this list with the component that runs it (see ``NOT_DEPLOYED_YET``).
+    """
 
     minio: ImageTag = "0.1.0"
     postgres: ImageTag = "0.1.0"
     kafka: ImageTag = "0.1.0"
-    mlflow: ImageTag = "0.1.0"
-    jupyterhub: ImageTag = "0.1.0"
-    notebook: ImageTag = "0.1.0"
-    dask_worker: ImageTag = "0.1.0"
-    ray_worker: ImageTag = "0.1.0"
     tools: ImageTag = "0.1.0"
 
 
@@ -243,12 +231,6 @@ class Images(Closed):
     registry: Registry = "qframe"
     pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     tags: ImageTags = Field(default_factory=ImageTags)
-
-    def ref(self, image: str) -> str:
-        """Full image reference for one of the images in ``tags``."""
-        tag = getattr(self.tags, image)
-        separator = "@" if tag.startswith("sha256:") else ":"
-        return f"{self.registry}/{image.replace('_', '-')}{separator}{tag}"
 
 
 class Buckets(Closed):
@@ -280,14 +262,14 @@ class S3Settings(Closed):
     principal: IamPrincipal | None = None
 
 
-class ObjectStore(Closed):
+class ObjectStoreSettings(Closed):
     kind: Literal["minio", "s3"] = "minio"
     buckets: Buckets = Field(default_factory=Buckets)
     minio: MinioSettings = Field(default_factory=MinioSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
 
 
-class InClusterPostgres(Closed):
+class InClusterPostgresSettings(Closed):
     storage: Storage = "5Gi"
     resources: Resources = _resources("100m", "256Mi", "1", "1Gi")
 
@@ -302,9 +284,9 @@ class RdsSettings(Closed):
     security_group_ids: list[SecurityGroupId] = Field(default_factory=list)
 
 
-class Postgres(Closed):
+class PostgresSettings(Closed):
     kind: Literal["in-cluster", "rds"] = "in-cluster"
-    in_cluster: InClusterPostgres = Field(default_factory=InClusterPostgres)
+    in_cluster: InClusterPostgresSettings = Field(default_factory=InClusterPostgresSettings)
     rds: RdsSettings = Field(default_factory=RdsSettings)
 
 
@@ -328,7 +310,7 @@ def _default_topics() -> list[KafkaTopic]:
     ]
 
 
-class Kafka(Closed):
+class KafkaSettings(Closed):
     replicas: Annotated[int, Field(ge=1, le=9)] = 1
     storage: Storage = "5Gi"
     resources: Resources = _resources("200m", "768Mi", "1", "1536Mi")
@@ -359,110 +341,7 @@ class Kafka(Closed):
         return self
 
 
-class Mlflow(Closed):
-    enabled: bool = True
-    replicas: Annotated[int, Field(ge=1, le=10)] = 1
-    resources: Resources = _resources("100m", "512Mi", "1", "1Gi")
-
-
-class NotebookProfile(Closed):
-    slug: DnsLabel
-    display_name: Annotated[str, Field(min_length=1, max_length=80)]
-    cpu: Cpu = "1"
-    memory: Memory = "2Gi"
-    default: bool = False
-
-
-def _default_profiles() -> list[NotebookProfile]:
-    return [
-        NotebookProfile(slug="small", display_name="Small (1 CPU, 2 GiB)", cpu="1", memory="2Gi", default=True),
-        NotebookProfile(slug="medium", display_name="Medium (2 CPU, 8 GiB)", cpu="2", memory="8Gi"),
-    ]
-
-
-class JupyterHubAuth(Closed):
-    kind: Literal["dummy", "native", "github", "generic-oauth"] = "dummy"
-    admin_users: list[Username] = Field(default_factory=lambda: ["admin"])
-    allowed_users: list[Username] = Field(default_factory=list)
-
-
-class JupyterHub(Closed):
-    enabled: bool = True
-    auth: JupyterHubAuth = Field(default_factory=JupyterHubAuth)
-    profiles: list[NotebookProfile] = Field(default_factory=_default_profiles)
-    idle_cull_seconds: Annotated[int, Field(ge=300, le=7 * 24 * 3600)] = 3600
-
-    @model_validator(mode="after")
-    def _profiles_consistent(self) -> Self:
-        if not self.profiles:
-            raise RuleError("profiles", [], "is empty; list at least one notebook profile")
-        _require_unique("profiles", "slug", [p.slug for p in self.profiles])
-        defaults = [index for index, profile in enumerate(self.profiles) if profile.default]
-        if len(defaults) > 1:
-            raise RuleError(
-                f"profiles[{defaults[1]}].default",
-                True,
-                f"profiles[{defaults[0]}] is already the default; mark exactly one profile (or none)",
-            )
-        if self.auth.kind != "dummy" and not self.auth.admin_users:
-            raise RuleError("auth.adminUsers", [], f"is empty; auth kind {self.auth.kind!r} needs at least one admin")
-        return self
-
-
-class DaskWorker(Closed):
-    cpu: Cpu = "1"
-    memory: Memory = "2Gi"
-    threads: Annotated[int, Field(ge=1, le=64)] = 1
-
-
-class Dask(Closed):
-    enabled: bool = True
-    min_workers: Annotated[int, Field(ge=0, le=1000)] = 0
-    max_workers: Annotated[int, Field(ge=1, le=1000)] = 2
-    worker: DaskWorker = Field(default_factory=DaskWorker)
-    idle_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 1800
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> Self:
-        if self.min_workers > self.max_workers:
-            raise RuleError("minWorkers", self.min_workers, f"must be <= maxWorkers ({self.max_workers})")
-        return self
-
-
-class RayWorkerGroup(Closed):
-    name: DnsLabel
-    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 0
-    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 2
-    cpu: Cpu = "1"
-    memory: Memory = "2Gi"
-    gpus: Annotated[int, Field(ge=0, le=16)] = 0
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> Self:
-        if self.min_replicas > self.max_replicas:
-            raise RuleError("minReplicas", self.min_replicas, f"must be <= maxReplicas ({self.max_replicas})")
-        return self
-
-
-def _default_groups() -> list[RayWorkerGroup]:
-    return [RayWorkerGroup(name="cpu", min_replicas=0, max_replicas=2)]
-
-
-class Ray(Closed):
-    enabled: bool = True
-    head: Resources = _resources("500m", "1Gi", "1", "2Gi")
-    worker_groups: list[RayWorkerGroup] = Field(default_factory=_default_groups)
-    idle_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 600
-
-    @model_validator(mode="after")
-    def _groups_unique(self) -> Self:
-        if not self.worker_groups:
-            raise RuleError("workerGroups", [], "is empty; define at least one group")
-        _require_unique("workerGroups", "name", [g.name for g in self.worker_groups])
-        return self
-
-
-class Aws(Closed):
+class AwsSettings(Closed):
     region: AwsRegion
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
         default_factory=dict
@@ -480,6 +359,13 @@ class Aws(Closed):
         return self
 
 
+# Per section with a ``kind`` (field names): which kind reads each of its variant blocks.
+VARIANTS: dict[str, dict[str, str]] = {
+    "object_store": {"minio": "minio", "s3": "s3"},
+    "postgres": {"in_cluster": "in-cluster", "rds": "rds"},
+}
+
+
 class StackConfig(Closed):
     """The whole stack. Defaults describe the laptop-sized dev stack."""
 
@@ -488,17 +374,34 @@ class StackConfig(Closed):
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     protect_stateful: bool = False
     images: Images = Field(default_factory=Images)
-    object_store: ObjectStore = Field(default_factory=ObjectStore)
-    postgres: Postgres = Field(default_factory=Postgres)
-    kafka: Kafka = Field(default_factory=Kafka)
-    mlflow: Mlflow = Field(default_factory=Mlflow)
-    jupyterhub: JupyterHub = Field(default_factory=JupyterHub)
-    dask: Dask = Field(default_factory=Dask)
-    ray: Ray = Field(default_factory=Ray)
-    aws: Aws | None = None
+    object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    aws: AwsSettings | None = None
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> Self:
+        # Settings of the variant a stack does not use would be read by nothing; saying so beats
+        # letting someone tune an RDS instance that is never created.
+        for section_field, variants in VARIANTS.items():
+            settings = getattr(self, section_field)
+            for field, kind in variants.items():
+                if kind != settings.kind and field in settings.model_fields_set:
+                    section, key = _alias(type(self), section_field), _alias(type(settings), field)
+                    raise RuleError(
+                        f"{section}.{key}",
+                        getattr(settings, field).model_dump(mode="json", by_alias=True, exclude_unset=True),
+                        f"configures the {kind!r} variant, but {section}.kind is {settings.kind!r}, so nothing "
+                        f"would read it; remove {section}.{key} or set {section}.kind: {kind}",
+                    )
+        uses_aws = self.object_store.kind == "s3" or self.postgres.kind == "rds"
+        if self.aws is not None and not uses_aws:
+            raise RuleError(
+                "aws",
+                self.aws.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                "is read only by objectStore.kind: s3 and postgres.kind: rds, and this stack uses neither; "
+                "remove the aws section or choose an AWS kind",
+            )
         for kind_key, kind, needs_aws in (
             ("objectStore.kind", self.object_store.kind, self.object_store.kind == "s3"),
             ("postgres.kind", self.postgres.kind, self.postgres.kind == "rds"),
@@ -520,13 +423,6 @@ class StackConfig(Closed):
                 )
             if not rds.security_group_ids:
                 raise RuleError("postgres.rds.securityGroupIds", [], "is empty; name the security group(s) for RDS")
-        if self.jupyterhub.auth.kind == "dummy" and self.environment != "dev":
-            raise RuleError(
-                "jupyterhub.auth.kind",
-                "dummy",
-                f"accepts any password and is allowed only with environment: dev (this stack is "
-                f"{self.environment}); choose native, github or generic-oauth",
-            )
         for key, label in self.labels.items():
             if key.startswith("app.kubernetes.io/"):
                 raise RuleError(
@@ -541,6 +437,36 @@ class StackConfig(Closed):
 # --------------------------------------------------------------------------------------------
 # Loading and error reporting
 # --------------------------------------------------------------------------------------------
+
+
+def _alias(model: type[BaseModel], field: str) -> str:
+    return model.model_fields[field].alias or field
+
+
+def variant_keys() -> list[tuple[str, str, str]]:
+    """``(section, variant block, kind that reads it)`` for every variant block, keys as in stack files."""
+    found = []
+    for section_field, variants in VARIANTS.items():
+        settings = model_of(StackConfig.model_fields[section_field].annotation)
+        if settings is None:
+            raise TypeError(f"VARIANTS names {section_field!r}, which is not a section model of StackConfig")
+        found += [(_alias(StackConfig, section_field), _alias(settings, f), kind) for f, kind in variants.items()]
+    return found
+
+
+# Keys users will look for that no deployed component reads yet. Refused like any unknown key, but
+# with a message saying why, so nobody tunes a service that is never created.
+NOT_DEPLOYED_YET: dict[tuple[str, ...], str] = {
+    ("mlflow",): "MLflow",
+    ("jupyterhub",): "JupyterHub",
+    ("dask",): "Dask",
+    ("ray",): "Ray",
+    ("images", "tags", "mlflow"): "MLflow",
+    ("images", "tags", "jupyterhub"): "JupyterHub",
+    ("images", "tags", "notebook"): "JupyterHub",
+    ("images", "tags", "daskWorker"): "Dask",
+    ("images", "tags", "rayWorker"): "Ray",
+}
 
 
 class StackConfigError(ValueError):
@@ -558,14 +484,15 @@ def parse_raw_config(raw: Mapping[str, Any], *, stack: str = "dev") -> StackConf
         namespace, _, name = key.partition(":")
         if namespace != PROJECT or not name:
             continue
-        sections[name] = _decode(value)
+        sections[name] = decode_value(value)
     try:
         return StackConfig.model_validate(sections)
     except ValidationError as exc:
         raise StackConfigError(format_errors(exc, stack=stack)) from None
 
 
-def _decode(value: Any) -> Any:
+def decode_value(value: Any) -> Any:
+    """A value of Pulumi's flat config map: structured values arrive as JSON text."""
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
@@ -583,17 +510,18 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
         if field is None:
             return []
-        model = _model_of(field.annotation)
+        model = model_of(field.annotation)
         if model is None:
             return []
     return sorted((f.alias or n) for n, f in model.model_fields.items())
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``X``, ``X | None``, ``list[X]``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
+        found = model_of(arg)
         if found is not None:
             return found
     return None
@@ -625,7 +553,13 @@ def format_errors(exc: ValidationError, *, stack: str) -> str:
             loc = (*loc, *_split_path(rule.at))
             lines.append(f"  - {key_path(loc)} = {json.dumps(rule.value, default=str)}: {message}")
             continue
-        if error["type"] == "extra_forbidden":
+        service = NOT_DEPLOYED_YET.get(tuple(str(part) for part in loc))
+        if error["type"] == "extra_forbidden" and service is not None:
+            message = (
+                f"not deployed yet: this stack has no {service} component, so nothing would read this key; "
+                f"remove it (it becomes a stack key when {service} is added to the platform)"
+            )
+        elif error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
             message = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
         elif error["type"] == "missing":

@@ -172,13 +172,17 @@ def load_stack_file(path: Path) -> dict[str, str]:
     for key, value in config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             raise ValueError(f"{path}: {key} is an encrypted value; fixture stacks must not hold secrets")
-        if isinstance(value, dict | list):
-            flat[key] = json.dumps(value)
-        elif isinstance(value, bool):
-            flat[key] = "true" if value else "false"
-        else:
-            flat[key] = str(value)
+        flat[key] = config_text(value)
     return flat
+
+
+def config_text(value: Any) -> str:
+    """One value as the Pulumi engine hands it to the program: structures as JSON, scalars as text."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def stack_name_of(path: Path) -> str:
@@ -202,7 +206,7 @@ def run_program(
     """
     config = load_stack_file(stack_file)
     for key, value in (overrides or {}).items():
-        config[f"{PROJECT}:{key}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        config[f"{PROJECT}:{key}"] = config_text(value)
     if program is None:
         program = main
     run = ProgramRun(stack=stack_name_of(stack_file))

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pulumi.runtime import config as runtime_config
 
-from infra.components.aws_object_store import AwsObjectStore, AwsObjectStoreArgs
 from infra.components.kafka import Kafka, KafkaArgs
-from infra.components.object_store import ObjectStore, ObjectStoreArgs
-from infra.components.postgres import Postgres, PostgresArgs
-from infra.components.rds_postgres import RdsPostgres, RdsPostgresArgs
+from infra.components.object_store.minio import MinioObjectStore, MinioObjectStoreArgs
+from infra.components.object_store.s3 import S3ObjectStore, S3ObjectStoreArgs
+from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs
+from infra.components.postgres.rds import RdsPostgres, RdsPostgresArgs
 from infra.components.tenancy import Tenancy, TenancyArgs
 from infra.config import StackConfig, StackConfigError, parse_raw_config
+from infra.images import image_ref
+from infra.providers import aws_provider, aws_tags, kubernetes_provider
+from infra.scope import Scope
 
 
 def load_stack_config() -> StackConfig:
@@ -38,29 +40,75 @@ def main() -> None:
 
 
 def deploy(cfg: StackConfig) -> None:
-    provider = k8s.Provider("k8s", enable_server_side_apply=True)
-    tenancy = Tenancy(
-        "tenancy",
-        TenancyArgs(config=cfg),
-        opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
-    )
+    scope = Scope.of(cfg)
+    providers: dict[str, pulumi.ProviderResource] = {"kubernetes": kubernetes_provider()}
+    # The config model refuses kind s3 or rds without an aws section, so these are set when read.
+    region, tags = "", {}
+    if cfg.aws is not None:
+        # One AWS provider for the whole stack: every AWS resource shares its region and default tags.
+        region, tags = cfg.aws.region, aws_tags(cfg.aws, environment=cfg.environment, stack=pulumi.get_stack())
+        providers["aws"] = aws_provider(region, tags)
+    tenancy = Tenancy("tenancy", TenancyArgs(scope=scope), opts=pulumi.ResourceOptions(providers=providers))
     # Services go into the namespace only once its baseline (default-deny, limits) is in place.
-    service_opts = pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[tenancy])
+    service_opts = pulumi.ResourceOptions(providers=providers, depends_on=[tenancy])
     namespace = tenancy.namespace_name
-    # Each kind exposes the same outputs, so nothing below branches on in-cluster vs AWS.
-    object_store: ObjectStore | AwsObjectStore
-    if cfg.object_store.kind == "minio":
-        object_store = ObjectStore("object-store", ObjectStoreArgs(config=cfg, namespace=namespace), opts=service_opts)
-    else:
-        object_store = AwsObjectStore(
-            "object-store", AwsObjectStoreArgs(config=cfg, namespace=namespace), opts=service_opts
+    images = cfg.images
+    # Each kind exposes the same outputs, so nothing below the branch depends on it.
+    store = cfg.object_store
+    object_store: MinioObjectStore | S3ObjectStore
+    if store.kind == "minio":
+        object_store = MinioObjectStore(
+            "object-store",
+            MinioObjectStoreArgs(
+                namespace=namespace,
+                scope=scope,
+                buckets=store.buckets,
+                settings=store.minio,
+                image=image_ref(images, "minio"),
+                init_image=image_ref(images, "tools"),
+            ),
+            opts=service_opts,
         )
-    postgres: Postgres | RdsPostgres
-    if cfg.postgres.kind == "in-cluster":
-        postgres = Postgres("postgres", PostgresArgs(config=cfg, namespace=namespace), opts=service_opts)
     else:
-        postgres = RdsPostgres("postgres", RdsPostgresArgs(config=cfg, namespace=namespace), opts=service_opts)
-    kafka = Kafka("kafka", KafkaArgs(config=cfg, namespace=namespace), opts=service_opts)
+        object_store = S3ObjectStore(
+            "object-store",
+            S3ObjectStoreArgs(
+                buckets=store.buckets, settings=store.s3, region=region, tags=tags, protect=scope.protect
+            ),
+            opts=service_opts,
+        )
+    postgres: InClusterPostgres | RdsPostgres
+    if cfg.postgres.kind == "in-cluster":
+        postgres = InClusterPostgres(
+            "postgres",
+            InClusterPostgresArgs(
+                namespace=namespace, scope=scope, settings=cfg.postgres.in_cluster, image=image_ref(images, "postgres")
+            ),
+            opts=service_opts,
+        )
+    else:
+        postgres = RdsPostgres(
+            "postgres",
+            RdsPostgresArgs(
+                namespace=namespace,
+                scope=scope,
+                settings=cfg.postgres.rds,
+                production=cfg.environment != "dev",
+                tags=tags,
+            ),
+            opts=service_opts,
+        )
+    kafka = Kafka(
+        "kafka",
+        KafkaArgs(
+            namespace=namespace,
+            scope=scope,
+            settings=cfg.kafka,
+            image=image_ref(images, "kafka"),
+            init_image=image_ref(images, "tools"),
+        ),
+        opts=service_opts,
+    )
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
     pulumi.export("object_store_endpoint", object_store.endpoint)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-TOOLS_BIN = Path(__file__).resolve().parents[1] / ".tools" / "bin"
+from tools.paths import TOOLS_BIN
+
 os.environ["PATH"] = f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # Real-service fixtures (postgres, kafka, s3, minio, mlflow_server) for every test directory.

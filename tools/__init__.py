@@ -1,1 +1,1 @@
-"""Developer tooling that lives beside the Pulumi program (local cluster, `make up`)."""
+"""Developer tooling beside the Pulumi program: pinned versions, the dev stack commands, local services."""

@@ -21,8 +21,10 @@ from typing import Any
 import pulumi
 
 from infra.charts import local_chart_release
-from infra.config import PROJECT, KafkaTopic, Resources, StackConfig
+from infra.config import PROJECT, KafkaSettings, KafkaTopic
+from infra.images import ImageRef
 from infra.quantities import parse_quantity
+from infra.scope import Scope
 
 RELEASE_NAME = "kafka"
 CHART = "kafka"
@@ -40,35 +42,19 @@ def kraft_cluster_id(project: str, stack: str, namespace: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def _image(ref: str, pull_policy: str) -> dict[str, str]:
-    """``registry/name:tag`` or ``registry/name@sha256:...`` -> the chart's image map."""
-    if "@" in ref:
-        repository, tag = ref.split("@", 1)
-    else:
-        repository, tag = ref.rsplit(":", 1)
-    return {"repository": repository, "tag": tag, "pullPolicy": pull_policy}
-
-
-def _resources(resources: Resources) -> dict[str, dict[str, str]]:
-    return {
-        "requests": {"cpu": resources.requests.cpu, "memory": resources.requests.memory},
-        "limits": {"cpu": resources.limits.cpu, "memory": resources.limits.memory},
-    }
-
-
 def default_replication_factor(replicas: int) -> int:
     return min(3, replicas)
 
 
-def build_topics(cfg: StackConfig) -> list[dict[str, Any]]:
+def build_topics(settings: KafkaSettings) -> list[dict[str, Any]]:
     """The chart's ``topics`` list: retention in ms (-1 keeps messages forever)."""
 
     def one(topic: KafkaTopic) -> dict[str, Any]:
-        rf = topic.replication_factor or default_replication_factor(cfg.kafka.replicas)
+        rf = topic.replication_factor or default_replication_factor(settings.replicas)
         retention = -1 if topic.retention_hours == -1 else topic.retention_hours * MS_PER_HOUR
         return {"name": topic.name, "partitions": topic.partitions, "replicationFactor": rf, "retentionMs": retention}
 
-    return [one(topic) for topic in cfg.kafka.topics]
+    return [one(topic) for topic in settings.topics]
 
 
 def _heap_opts(memory_limit: str) -> str:
@@ -77,21 +63,22 @@ def _heap_opts(memory_limit: str) -> str:
     return f"-Xms{mib}m -Xmx{mib}m"
 
 
-def build_values(cfg: StackConfig, *, cluster_id: str) -> dict[str, Any]:
-    """Values for charts/kafka from the stack config (pure)."""
-    kafka = cfg.kafka
+def build_values(
+    *, scope: Scope, settings: KafkaSettings, image: ImageRef, init_image: ImageRef, cluster_id: str
+) -> dict[str, Any]:
+    """Values for charts/kafka (pure)."""
     return {
-        "commonLabels": {**cfg.labels, "qframe.io/stack-namespace": cfg.namespace},
-        "replicas": kafka.replicas,
+        "commonLabels": scope.chart_labels(),
+        "replicas": settings.replicas,
         "clusterId": cluster_id,
-        "image": _image(cfg.images.ref("kafka"), cfg.images.pull_policy),
-        "resources": _resources(kafka.resources),
-        "heapOpts": _heap_opts(kafka.resources.limits.memory),
-        "storage": {"size": kafka.storage, "storageClassName": ""},
-        "topics": build_topics(cfg),
-        "bootstrapJob": {
+        "image": image.chart_values(),
+        "resources": settings.resources.model_dump(),
+        "heapOpts": _heap_opts(settings.resources.limits.memory),
+        "persistence": {"size": settings.storage, "storageClassName": ""},
+        "topics": build_topics(settings),
+        "initJob": {
             "enabled": True,
-            "image": _image(cfg.images.ref("tools"), cfg.images.pull_policy),
+            "image": init_image.chart_values(),
             "resources": {
                 "requests": {"cpu": "50m", "memory": "128Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -103,7 +90,7 @@ def build_values(cfg: StackConfig, *, cluster_id: str) -> dict[str, Any]:
         "networkPolicy": {
             "enabled": True,
             "defaultDeny": False,  # charts/tenant-baseline already denies by default in the namespace
-            "allowedClients": [{"podSelector": dict(CLIENT_LABEL)}],
+            "allowedClients": [{"podSelector": {"matchLabels": dict(CLIENT_LABEL)}}],
             "dns": {"namespace": "kube-system", "podLabels": {"k8s-app": "kube-dns"}},
         },
     }
@@ -111,8 +98,13 @@ def build_values(cfg: StackConfig, *, cluster_id: str) -> dict[str, Any]:
 
 @dataclass
 class KafkaArgs:
-    config: StackConfig
     namespace: pulumi.Input[str]
+    """The Tenancy's namespace output: the release waits for the namespace to exist."""
+    scope: Scope
+    settings: KafkaSettings
+    image: ImageRef
+    init_image: ImageRef
+    """Runs the topic bootstrap Job (python3 with confluent_kafka)."""
 
 
 class Kafka(pulumi.ComponentResource):
@@ -125,10 +117,16 @@ class Kafka(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KafkaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:data:Kafka", name, None, opts)
-        cfg = args.config
         namespace = pulumi.Output.from_input(args.namespace)
+        stack = pulumi.get_stack()
         values = namespace.apply(
-            lambda ns: build_values(cfg, cluster_id=kraft_cluster_id(PROJECT, pulumi.get_stack(), ns))
+            lambda ns: build_values(
+                scope=args.scope,
+                settings=args.settings,
+                image=args.image,
+                init_image=args.init_image,
+                cluster_id=kraft_cluster_id(PROJECT, stack, ns),
+            )
         )
         release = local_chart_release(
             f"{name}-release",
@@ -137,13 +135,13 @@ class Kafka(pulumi.ComponentResource):
             namespace=namespace,
             values=values,
             description="Kafka (KRaft)",
-            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect_stateful),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.scope.protect),
         )
         # Release "kafka" contains the chart name, so the chart's fullname (the client Service) is "kafka".
         self.release_name = release.name.apply(lambda n: n or RELEASE_NAME)
         self.service_name = pulumi.Output.from_input(RELEASE_NAME)
         self.bootstrap_servers = namespace.apply(lambda ns: f"{RELEASE_NAME}.{ns}.svc:{CLIENT_PORT}")
-        self.topics = pulumi.Output.from_input([topic.name for topic in cfg.kafka.topics])
+        self.topics = pulumi.Output.from_input([topic.name for topic in args.settings.topics])
         self.register_outputs(
             {
                 "bootstrap_servers": self.bootstrap_servers,

@@ -14,8 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.charts import local_chart_release
-from infra.config import StackConfig
-from infra.labels import standard_labels
+from infra.scope import Scope
 
 # Pods that need more than the "restricted" profile allows are rejected at admission time,
 # which turns a forgotten securityContext into an immediate, visible error.
@@ -27,16 +26,16 @@ POD_SECURITY_LABELS = {
 BASELINE_RELEASE = "tenant-baseline"
 
 
-def build_namespace(cfg: StackConfig) -> dict[str, Any]:
-    labels = standard_labels(cfg, name="tenancy", component="namespace")
+def build_namespace(scope: Scope) -> dict[str, Any]:
+    labels = scope.object_labels("tenancy", component="namespace")
     labels.update(POD_SECURITY_LABELS)
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cfg.namespace, "labels": labels}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": scope.namespace, "labels": labels}}
 
 
-def build_baseline_values(cfg: StackConfig) -> dict[str, Any]:
+def build_baseline_values(scope: Scope) -> dict[str, Any]:
     """Values for charts/tenant-baseline in the platform namespace."""
     return {
-        "commonLabels": {**cfg.labels, "qframe.io/stack-namespace": cfg.namespace},
+        "commonLabels": scope.chart_labels(),
         "networkPolicy": {
             "dns": {"enabled": True},
             # No blanket allow between the platform's own pods: each service admits only its
@@ -50,7 +49,7 @@ def build_baseline_values(cfg: StackConfig) -> dict[str, Any]:
 
 @dataclass
 class TenancyArgs:
-    config: StackConfig
+    scope: Scope
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -58,8 +57,7 @@ class Tenancy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:platform:Tenancy", name, None, opts)
-        cfg = args.config
-        manifest = build_namespace(cfg)
+        manifest = build_namespace(args.scope)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=manifest["metadata"],
@@ -71,7 +69,7 @@ class Tenancy(pulumi.ComponentResource):
             chart="tenant-baseline",
             release=BASELINE_RELEASE,
             namespace=self.namespace_name,
-            values=build_baseline_values(cfg),
+            values=build_baseline_values(args.scope),
             description="namespace baseline",
             opts=pulumi.ResourceOptions(parent=self),
         )

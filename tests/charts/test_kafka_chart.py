@@ -12,7 +12,9 @@ import pytest
 
 from infra.components.kafka import build_values, kraft_cluster_id
 from infra.config import PROJECT, parse_raw_config
+from infra.images import image_ref
 from infra.offline import load_stack_file
+from infra.scope import Scope
 from tests.harness import charts, security
 
 pytestmark = pytest.mark.charts
@@ -99,7 +101,7 @@ def test_node_id_comes_from_the_ordinal_and_storage_is_formatted_idempotently() 
 
 
 def test_storage_size_and_class_come_from_values() -> None:
-    (claim,) = render({"storage": {"size": "50Gi", "storageClassName": "fast"}})["StatefulSet", "kafka"]["spec"][
+    (claim,) = render({"persistence": {"size": "50Gi", "storageClassName": "fast"}})["StatefulSet", "kafka"]["spec"][
         "volumeClaimTemplates"
     ]
     assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
@@ -177,7 +179,7 @@ def test_job_rolls_its_checksum_when_topics_change() -> None:
 
 
 def test_job_and_its_configmap_are_omitted_when_disabled() -> None:
-    objects = render({"bootstrapJob": {"enabled": False}})
+    objects = render({"initJob": {"enabled": False}})
     assert ("Job", "kafka-bootstrap-topics") not in objects
     assert ("ConfigMap", "kafka-bootstrap-topics") not in objects
     assert ("NetworkPolicy", "kafka-bootstrap-topics") not in objects
@@ -195,7 +197,10 @@ def _client_rule(policy: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def test_network_policy_admits_exactly_the_configured_clients_on_9092() -> None:
-    clients = [{"podSelector": CLIENT}, {"podSelector": {"app.kubernetes.io/name": "ingest"}}]
+    clients = [
+        {"podSelector": {"matchLabels": CLIENT}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingest"}}},
+    ]
     policy = render({"networkPolicy": {"allowedClients": clients}})["NetworkPolicy", "kafka-brokers"]
     assert policy["spec"]["podSelector"] == {"matchLabels": BROKER}
     rule = _client_rule(policy)
@@ -225,7 +230,7 @@ def test_brokers_reach_each_other_on_9092_and_9093_and_egress_only_to_brokers_an
 
 
 def test_no_clients_and_no_job_leaves_only_the_broker_peer_rule() -> None:
-    spec = render({"networkPolicy": {"allowedClients": []}, "bootstrapJob": {"enabled": False}})[
+    spec = render({"networkPolicy": {"allowedClients": []}, "initJob": {"enabled": False}})[
         "NetworkPolicy", "kafka-brokers"
     ]["spec"]
     assert len(spec["ingress"]) == 1
@@ -242,7 +247,7 @@ def test_default_deny_can_be_left_to_the_namespace_baseline() -> None:
 
 
 def test_schema_rejects_an_unknown_nested_key(tmp_path: Path) -> None:
-    stderr = helm_fails_with({"bootstrapJob": {"retries": 3}}, tmp_path)
+    stderr = helm_fails_with({"initJob": {"retries": 3}}, tmp_path)
     assert "retries" in stderr
 
 
@@ -277,7 +282,13 @@ def test_schema_rejects_a_malformed_cluster_id(tmp_path: Path) -> None:
 )
 def test_component_values_render_and_pass_the_rules(stack_file: str) -> None:
     cfg = parse_raw_config(load_stack_file(charts.REPO_ROOT / stack_file))
-    values = build_values(cfg, cluster_id=kraft_cluster_id(PROJECT, "test", cfg.namespace))
+    values = build_values(
+        scope=Scope.of(cfg),
+        settings=cfg.kafka,
+        image=image_ref(cfg.images, "kafka"),
+        init_image=image_ref(cfg.images, "tools"),
+        cluster_id=kraft_cluster_id(PROJECT, "test", cfg.namespace),
+    )
     objects = charts.render_with_values(CHART, values, namespace=cfg.namespace, release="kafka")
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     assert by_name["StatefulSet", "kafka"]["spec"]["replicas"] == cfg.kafka.replicas
@@ -287,3 +298,14 @@ def test_component_values_render_and_pass_the_rules(stack_file: str) -> None:
     assert found == []
     topics = json.loads(by_name["ConfigMap", "kafka-bootstrap-topics"]["data"]["topics.json"])
     assert [t["name"] for t in topics] == [t.name for t in cfg.kafka.topics]
+
+
+def test_dns_egress_can_be_left_to_the_namespace_baseline() -> None:
+    objects = render({"networkPolicy": {"dns": {"enabled": False}}})
+    for name in ("kafka-brokers", "kafka-bootstrap-topics"):
+        egress = objects["NetworkPolicy", name]["spec"]["egress"]
+        assert all(port["port"] != 53 for rule in egress for port in rule["ports"]), name
+    (dns,) = [
+        r for r in render()["NetworkPolicy", "kafka-bootstrap-topics"]["spec"]["egress"] if r["ports"][0]["port"] == 53
+    ]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}

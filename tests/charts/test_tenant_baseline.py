@@ -199,3 +199,9 @@ def test_schema_accepts_kubernetes_quantities(quantity: Any) -> None:
     objects = render({"limitRange": {"default": {"cpu": quantity}}})
     (limit,) = objects["LimitRange", "alpha-tenant-baseline-container-defaults"]["spec"]["limits"]
     assert limit["default"]["cpu"] == str(quantity)
+
+
+def test_network_policies_can_be_turned_off_where_the_cni_ignores_them() -> None:
+    objects = render({"networkPolicy": {"enabled": False}})
+    assert [key for key in objects if key[0] == "NetworkPolicy"] == []
+    assert ("LimitRange", "alpha-tenant-baseline-container-defaults") in objects

@@ -18,8 +18,9 @@ import pytest
 
 from tools.devstack.cli import LOCAL_CLUSTER_NAME
 from tools.devstack.cluster import LocalCluster
-from tools.devstack.paths import REPO_ROOT, StateDirs
+from tools.devstack.paths import StateDirs
 from tools.devstack.pulumi_cli import PulumiWorkspace
+from tools.paths import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,15 @@ def render_with_values(
 # Chart conventions (ARCHITECTURE.md "Charts conventions")
 # ---------------------------------------------------------------------------------------------
 
-REQUIRED_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "templates/_helpers.tpl", "templates/NOTES.txt")
+REQUIRED_FILES = (
+    "Chart.yaml",
+    "values.yaml",
+    "values.schema.json",
+    "README.md",
+    "templates/_helpers.tpl",
+    "templates/_common.tpl",
+    "templates/NOTES.txt",
+)
 
 
 def chart_convention_violations(chart: Path) -> list[str]:

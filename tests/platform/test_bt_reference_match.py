@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import pytest
-from qframe.research.backtesting.evaluate import METRIC_COLUMNS, evaluate_task, simulate
+from qframe.research.backtesting.evaluate import evaluate_task, simulate
+from qframe.research.backtesting.results import METRIC_COLUMNS
 from qframe.research.backtesting.strategies import get_strategy
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
 

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry
-from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, as_market_data
+from qframe.research.backtesting.engine import DistributedBacktestEngine
+from qframe.research.backtesting.results import BacktestResults
+from qframe.research.backtesting.sweep_plan import as_market_data
 from qframe.research.backtesting.types import MarketData
 
 from tests.harness.engine_probe import (

@@ -13,15 +13,11 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 from qframe.research.backtesting.checkpoints import SweepCheckpoints
-from qframe.research.backtesting.engine import (
-    BacktestResults,
-    DistributedBacktestEngine,
-    as_market_data,
-    get_performance_summary,
-    run_backtest_sync,
-)
+from qframe.research.backtesting.engine import DistributedBacktestEngine, run_backtest_sync
 from qframe.research.backtesting.evaluate import evaluate_task
 from qframe.research.backtesting.observability import SweepProgress
+from qframe.research.backtesting.results import BacktestResults, get_performance_summary
+from qframe.research.backtesting.sweep_plan import as_market_data
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData
 from qframe.research.data_lake.storage import MemoryStorage
 from rich.console import Console

@@ -18,7 +18,7 @@ from qframe.research.data_lake.storage import S3Storage
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.data_lake.validation import MarketDataValidationError
 
-from tests.harness.services import KafkaService, PostgresService, S3Service
+from tools.services import KafkaService, PostgresService, S3Service
 
 pytestmark = pytest.mark.services
 

@@ -32,7 +32,7 @@ from qframe.research.data_lake.storage import LocalFileStorage
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.data_lake.validation import MarketDataValidationError
 
-from tests.harness.services import KafkaService
+from tools.services import KafkaService
 
 pytestmark = pytest.mark.services
 
@@ -69,11 +69,14 @@ def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[
 
 def _consumer_process(kafka: KafkaService, topic: str, lake: Path, catalog_url: str, group: str, *, batch: int,
                       idle_s: float, log_path: Path) -> subprocess.Popen[bytes]:  # fmt: skip
+    # The `qframe` console script of this environment, exactly as an operator runs the consumer.
+    qframe = Path(sys.executable).with_name("qframe")
+    assert qframe.is_file(), f"{qframe} is missing: install the platform package into this environment (make setup)"
     command = [
-        sys.executable, "-m", "qframe.research.data_lake.kafka_stream",
+        str(qframe), "data", "stream",
         "--bootstrap", kafka.bootstrap_servers, "--topic", topic, "--lake", lake.as_uri(),
-        "--catalog", catalog_url, "--group", group, "--batch-size", str(batch), "--batch-timeout", "0.5",
-        "--max-idle-seconds", str(idle_s), "--session-timeout-ms", "6000",
+        "--catalog", catalog_url, "--workdir", str(lake.parent), "--group", group, "--batch-size", str(batch),
+        "--batch-timeout", "0.5", "--max-idle-seconds", str(idle_s), "--session-timeout-ms", "6000",
     ]  # fmt: skip
     with log_path.open("ab") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -196,6 +199,13 @@ def test_versions_cover_disjoint_offset_ranges_recorded_in_their_manifests(crash
         for (_, last), (first, _) in itertools.pairwise(spans):
             assert first == last + 1, f"partition {partition}: gap or overlap in {spans}"
         assert spans[-1][1] == ends[partition] - 1
+
+
+def test_the_restarted_consumer_reports_what_it_ingested(crash_run: CrashRun) -> None:
+    summary = [line for line in crash_run.restart_log.splitlines() if line.startswith("ingested ")]
+    assert len(summary) == 1, crash_run.restart_log  # the killed run never got to print one
+    assert f"into {crash_run.dataset}" in summary[0]
+    assert "committed p" in summary[0]
 
 
 def test_every_lake_version_is_registered_in_the_catalog(crash_run: CrashRun) -> None:

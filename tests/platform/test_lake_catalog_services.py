@@ -28,7 +28,7 @@ from qframe.research.data_lake.catalog import (
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from tests.harness.services import PostgresService
+from tools.services import PostgresService
 
 pytestmark = pytest.mark.services
 

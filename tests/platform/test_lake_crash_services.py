@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from qframe.research.data_lake.storage import DataLakeStorage, DatasetNotFound, LocalFileStorage, MinIOStorage
 
-from tests.harness.services import MinioService
+from tools.services import MinioService
 
 pytestmark = pytest.mark.services
 

@@ -21,7 +21,7 @@ from qframe.research.data_lake.storage import (
     storage_from_url,
 )
 
-from tests.harness.services import MinioService, S3Service
+from tools.services import MinioService, S3Service
 
 pytestmark = pytest.mark.services
 

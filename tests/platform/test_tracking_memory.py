@@ -11,13 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
-from qframe.research.tracking import (
-    InMemoryTracker,
-    TrackingError,
-    flatten_params,
-    log_strategy_report,
-    summarize_results,
-)
+from qframe.research.backtesting.results import summarize_results
+from qframe.research.reporting import log_strategy_report
+from qframe.research.tracking import InMemoryTracker, TrackingError, flatten_params
 
 pytestmark = pytest.mark.unit
 

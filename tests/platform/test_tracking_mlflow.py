@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
-from qframe.research.tracking import TrackingError, TrackingUnavailableError, log_strategy_report
+from qframe.research.reporting import log_strategy_report
+from qframe.research.tracking import TrackingError, TrackingUnavailableError
 from qframe.research.tracking.mlflow_tracking import FULL_PARAMS_ARTIFACT, RESULTS_ARTIFACT, MlflowTracker
 
-from tests.harness.services import free_port
+from tools.services import free_port
 
 pytestmark = pytest.mark.services
 

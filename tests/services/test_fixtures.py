@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import services
+from tools import services
 
 pytestmark = pytest.mark.services
 

@@ -21,7 +21,7 @@ from confluent_kafka.cimpl import NewTopic  # the class confluent_kafka.admin re
 from infra.components.kafka import build_topics
 from infra.config import parse_raw_config
 from infra.offline import REPO_ROOT, load_stack_file
-from tests.harness import services
+from tools import services
 
 pytestmark = pytest.mark.services
 
@@ -71,7 +71,7 @@ def describe(kafka: services.KafkaService, names: list[str]) -> dict[str, dict[s
 
 def dev_topics() -> list[dict[str, Any]]:
     cfg = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"), stack="dev")
-    return build_topics(cfg)
+    return build_topics(cfg.kafka)
 
 
 def test_bootstrap_creates_dev_topics_and_is_idempotent(kafka: services.KafkaService, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """charts/minio/files/init-minio.py against a real MinIO server: run twice, prove isolation.
 
-The server is the pinned build from `tools/install minio` (.tools/bin/minio), started here on
-127.0.0.1 with a free port and a temporary data directory, and stopped afterwards. The script needs
+The server is the pinned build from `tools/install minio` (.tools/bin/minio), started by
+tools.services on 127.0.0.1 with a free port and a temporary data directory, and stopped afterwards
+(a server that cannot start fails the module with its log tail). The script needs
 boto3 and the `minio` package (MinioAdmin) in the test venv.
 """
 
@@ -10,13 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +24,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.harness import charts
+from tools import services
 
 pytestmark = pytest.mark.services
 
 SCRIPT = charts.REPO_ROOT / "charts" / "minio" / "files" / "init-minio.py"
-BINARY = charts.REPO_ROOT / ".tools" / "bin" / "minio"
 LAKE, ARTIFACTS = "qframe-data-lake", "qframe-mlflow-artifacts"
 
 
@@ -43,56 +39,12 @@ class MinioServer:
     root_password: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
-    binary = shutil.which("minio") or (str(BINARY) if BINARY.exists() else None)
-    if binary is None:
-        pytest.fail(f"no minio binary ({BINARY}): run `tools/install minio`")
-    data = tmp_path_factory.mktemp("minio-data")
-    port, console = _free_port(), _free_port()
-    server = MinioServer(f"http://127.0.0.1:{port}", "qframe-root", secrets.token_hex(16))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(data),
-        "MINIO_ROOT_USER": server.root_user,
-        "MINIO_ROOT_PASSWORD": server.root_password,
-        "MINIO_BROWSER": "off",
-        "MINIO_UPDATE": "off",
-    }
-    log = (data.parent / "minio.log").open("w")
-    proc = subprocess.Popen(
-        [binary, "server", str(data), "--address", f"127.0.0.1:{port}", "--console-address", f"127.0.0.1:{console}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.endpoint}/minio/health/ready", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"minio did not become ready: {(data.parent / 'minio.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def minio_server() -> Iterator[MinioServer]:
+    # A server of its own, not the session's `minio`: the script creates buckets and users that the
+    # lake tests sharing that server must not see.
+    with services.minio_server() as minio:
+        yield MinioServer(minio.endpoint_url, minio.access_key_id, minio.secret_access_key)
 
 
 def client(server: MinioServer, access_key: str, secret_key: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from tests.harness import charts
-from tests.harness.services import PostgresService
+from tools.services import PostgresService
 
 pytestmark = pytest.mark.services
 

@@ -1,4 +1,4 @@
-"""infra/components/aws_object_store.py and rds_postgres.py: pure builders and components under mocks.
+"""infra/components/object_store/s3.py and postgres/rds.py: pure builders and components under mocks.
 
 Everything is asserted from the inputs the mock engine received; no AWS account is involved.
 Outputs the AWS provider would compute (bucket ARNs, the instance address, the policy ARN) do not
@@ -13,17 +13,19 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.components.aws_object_store import (
-    AwsObjectStore,
-    AwsObjectStoreArgs,
+from infra.components.object_store.s3 import (
+    S3ObjectStore,
+    S3ObjectStoreArgs,
     bucket_policy_document,
     lifecycle_rules,
     workload_policy_document,
 )
-from infra.components.rds_postgres import MIN_BACKUP_RETENTION_DAYS, RdsPostgres, RdsPostgresArgs
+from infra.components.postgres.rds import MIN_BACKUP_RETENTION_DAYS, RdsPostgres, RdsPostgresArgs
 from infra.config import parse_raw_config
 from infra.offline import MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
+from infra.providers import aws_provider, aws_tags
+from infra.scope import Scope
 
 pytestmark = pytest.mark.unit
 
@@ -35,10 +37,7 @@ KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-123456
 BUCKET = "aws:s3/bucket:Bucket"
 SECRET = "kubernetes:core/v1:Secret"
 INSTANCE = "aws:rds/instance:Instance"
-DEV_OVERRIDES: dict[str, Any] = {
-    "environment": "dev",
-    "jupyterhub": {"auth": {"kind": "dummy", "adminUsers": ["admin"]}},
-}
+DEV_OVERRIDES: dict[str, Any] = {"environment": "dev"}
 OBJECT_ACTIONS = [
     "s3:GetObject",
     "s3:PutObject",
@@ -50,9 +49,33 @@ OBJECT_ACTIONS = [
 
 def _program() -> None:
     cfg = load_stack_config()
+    assert cfg.aws is not None
     namespace = pulumi.Output.from_input(cfg.namespace)
-    store = AwsObjectStore("object-store", AwsObjectStoreArgs(config=cfg, namespace=namespace))
-    postgres = RdsPostgres("postgres", RdsPostgresArgs(config=cfg, namespace=namespace))
+    tags = aws_tags(cfg.aws, environment=cfg.environment, stack=pulumi.get_stack())
+    # As in infra/program.py: one provider for the stack, reaching the components through providers=.
+    opts = pulumi.ResourceOptions(providers={"aws": aws_provider(cfg.aws.region, tags)})
+    store = S3ObjectStore(
+        "object-store",
+        S3ObjectStoreArgs(
+            buckets=cfg.object_store.buckets,
+            settings=cfg.object_store.s3,
+            region=cfg.aws.region,
+            tags=tags,
+            protect=cfg.protect_stateful,
+        ),
+        opts=opts,
+    )
+    postgres = RdsPostgres(
+        "postgres",
+        RdsPostgresArgs(
+            namespace=namespace,
+            scope=Scope.of(cfg),
+            settings=cfg.postgres.rds,
+            production=cfg.environment != "dev",
+            tags=tags,
+        ),
+        opts=opts,
+    )
     pulumi.export("object_store_endpoint", store.endpoint)
     pulumi.export("object_store_buckets", store.buckets)
     pulumi.export("object_store_credentials_secrets", store.credentials_secrets)
@@ -113,7 +136,10 @@ def test_workload_policy_refuses_wildcards_and_empty_lists() -> None:
 
 def test_lifecycle_rules_expire_exactly_the_scratch_prefix() -> None:
     cfg = parse_raw_config(load_stack_file(AWS_STACK), stack="aws")
-    rules = lifecycle_rules(cfg)
+    rules = lifecycle_rules(
+        scratch_prefix=cfg.object_store.buckets.scratch_prefix,
+        expiration_days=cfg.object_store.s3.scratch_expiration_days,
+    )
     expiring = [r for r in rules if "expiration" in r]
     assert expiring == [
         {
@@ -239,7 +265,7 @@ def test_policy_attached_to_a_user_when_configured() -> None:
 
 def test_aws_resources_use_an_explicit_provider_in_the_configured_region(aws_run: ProgramRun) -> None:
     providers = aws_run.of_type("pulumi:providers:aws")
-    assert sorted(p.name for p in providers) == ["object-store-aws", "postgres-aws"]
+    assert [p.name for p in providers] == ["aws"]
     for provider in providers:
         assert provider.inputs["region"] == "eu-west-1"
     provider_urns = {p.urn for p in providers}

@@ -21,8 +21,9 @@ from tools.devstack.cluster import (
     storage_class_manifest,
     volume_pool_manifests,
 )
-from tools.devstack.paths import REPO_ROOT, MissingToolError, StateDirs, require_tools
+from tools.devstack.paths import MissingToolError, StateDirs, require_tools
 from tools.devstack.pulumi_cli import PulumiWorkspace, is_stale_lock, project_file, stack_file
+from tools.paths import REPO_ROOT
 from tools.versions import pinned_versions
 
 pytestmark = pytest.mark.unit

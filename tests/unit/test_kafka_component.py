@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from infra.components.kafka import (
-    CLIENT_LABEL,
-    Kafka,
-    KafkaArgs,
-    build_values,
-    kraft_cluster_id,
-)
+from infra.components.kafka import CLIENT_LABEL, Kafka, KafkaArgs, kraft_cluster_id
+from infra.components.kafka import build_values as build_kafka_values
 from infra.config import PROJECT, StackConfig, parse_raw_config
+from infra.images import image_ref
 from infra.offline import REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
+from infra.scope import Scope
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +29,16 @@ CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 def stack(name: str) -> StackConfig:
     file = {"dev": DEV_STACK, "large": LARGE_STACK}[name]
     return parse_raw_config(load_stack_file(file), stack=name)
+
+
+def build_values(cfg: StackConfig, *, cluster_id: str) -> dict[str, Any]:
+    return build_kafka_values(
+        scope=Scope.of(cfg),
+        settings=cfg.kafka,
+        image=image_ref(cfg.images, "kafka"),
+        init_image=image_ref(cfg.images, "tools"),
+        cluster_id=cluster_id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,13 +73,19 @@ def test_dev_values() -> None:
     values = build_values(cfg, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
     assert values["replicas"] == 1
     assert values["clusterId"] == "AAAAAAAAAAAAAAAAAAAAAA"
-    assert values["image"] == {"repository": "qframe/kafka", "tag": "0.1.0", "pullPolicy": "IfNotPresent"}
-    assert values["bootstrapJob"]["image"] == {
-        "repository": "qframe/tools",
+    assert values["image"] == {
+        "repository": "qframe/kafka",
         "tag": "0.1.0",
+        "digest": "",
         "pullPolicy": "IfNotPresent",
     }
-    assert values["storage"] == {"size": "5Gi", "storageClassName": ""}
+    assert values["initJob"]["image"] == {
+        "repository": "qframe/tools",
+        "tag": "0.1.0",
+        "digest": "",
+        "pullPolicy": "IfNotPresent",
+    }
+    assert values["persistence"] == {"size": "5Gi", "storageClassName": ""}
     assert values["resources"] == {
         "requests": {"cpu": "200m", "memory": "768Mi"},
         "limits": {"cpu": "1", "memory": "1536Mi"},
@@ -83,14 +97,14 @@ def test_dev_values() -> None:
         {"name": "market-data.1h", "partitions": 3, "replicationFactor": 1, "retentionMs": 720 * 3_600_000},
         {"name": "market-data.1d", "partitions": 1, "replicationFactor": 1, "retentionMs": -1},
     ]
-    assert values["networkPolicy"]["allowedClients"] == [{"podSelector": CLIENT_LABEL}]
+    assert values["networkPolicy"]["allowedClients"] == [{"podSelector": {"matchLabels": CLIENT_LABEL}}]
 
 
 def test_large_stack_values_have_three_brokers_and_replication_three() -> None:
     cfg = stack("large")
     values = build_values(cfg, cluster_id=kraft_cluster_id(PROJECT, "large", cfg.namespace))
     assert values["replicas"] == 3
-    assert values["storage"]["size"] == "100Gi"
+    assert values["persistence"]["size"] == "100Gi"
     assert values["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
     assert values["heapOpts"] == "-Xms2048m -Xmx2048m"
     # Default topics (the stack names none): replication factor min(3, replicas).
@@ -103,7 +117,7 @@ def test_image_digest_is_kept_as_a_digest() -> None:
     cfg = StackConfig.model_validate({"images": {"registry": "reg.local:5000/qframe", "tags": {"kafka": digest}}})
     values = build_values(cfg, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
     assert values["image"]["repository"] == "reg.local:5000/qframe/kafka"
-    assert values["image"]["tag"] == digest
+    assert values["image"]["digest"] == digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +130,13 @@ def _program() -> None:
     provider = k8s.Provider("k8s")
     kafka = Kafka(
         "kafka",
-        KafkaArgs(config=cfg, namespace=pulumi.Output.from_input(cfg.namespace)),
+        KafkaArgs(
+            namespace=pulumi.Output.from_input(cfg.namespace),
+            scope=Scope.of(cfg),
+            settings=cfg.kafka,
+            image=image_ref(cfg.images, "kafka"),
+            init_image=image_ref(cfg.images, "tools"),
+        ),
         opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )
     pulumi.export("bootstrap_servers", kafka.bootstrap_servers)

@@ -1,4 +1,4 @@
-"""infra/components/object_store.py: the pure values builder and the component under Pulumi mocks."""
+"""infra/components/object_store/minio.py: the pure values builder and the component under Pulumi mocks."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.components.object_store import (
-    CONSUMERS,
-    ObjectStore,
-    ObjectStoreArgs,
-    build_minio_values,
-    consumer_secret_name,
-)
+from infra.components.object_store import consumer_secret_name
+from infra.components.object_store.minio import CONSUMERS, MinioObjectStore, MinioObjectStoreArgs, build_values
 from infra.config import StackConfig, parse_raw_config
+from infra.images import image_ref
 from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
+from infra.scope import Scope
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +28,29 @@ def dev_config(**overrides: Any) -> StackConfig:
     for key, value in overrides.items():
         raw[f"qframe-research:{key}"] = json.dumps(value)
     return parse_raw_config(raw, stack="dev")
+
+
+def build_minio_values(cfg: StackConfig, *, root_secret: str, consumer_secrets: dict[str, str]) -> dict[str, Any]:
+    return build_values(
+        scope=Scope.of(cfg),
+        buckets=cfg.object_store.buckets,
+        settings=cfg.object_store.minio,
+        image=image_ref(cfg.images, "minio"),
+        init_image=image_ref(cfg.images, "tools"),
+        root_secret=root_secret,
+        consumer_secrets=consumer_secrets,
+    )
+
+
+def minio_args(cfg: StackConfig) -> MinioObjectStoreArgs:
+    return MinioObjectStoreArgs(
+        namespace=pulumi.Output.from_input(cfg.namespace),
+        scope=Scope.of(cfg),
+        buckets=cfg.object_store.buckets,
+        settings=cfg.object_store.minio,
+        image=image_ref(cfg.images, "minio"),
+        init_image=image_ref(cfg.images, "tools"),
+    )
 
 
 def test_build_values_from_the_dev_stack() -> None:
@@ -55,7 +75,7 @@ def test_build_values_from_the_dev_stack() -> None:
     ]
     assert values["persistence"] == {"size": "10Gi"}
     assert values["image"]["repository"] == "qframe/minio"
-    assert values["toolsImage"]["repository"] == "qframe/tools"
+    assert values["initJob"]["image"]["repository"] == "qframe/tools"
     assert values["networkPolicy"]["allowedClients"] == [
         {"podSelector": {"matchLabels": {"qframe.io/object-store-client": "true"}}}
     ]
@@ -75,18 +95,9 @@ def test_build_values_follow_the_stack_config() -> None:
     assert values["persistence"]["size"] == "50Gi"
 
 
-def test_s3_is_not_built_here() -> None:
-    cfg = parse_raw_config(load_stack_file(REPO_ROOT / "tests/fixtures/stacks/aws.happy.yaml"), stack="aws")
-    assert cfg.object_store.kind == "s3"
-    with pytest.raises(NotImplementedError, match="s3"):
-        build_minio_values(cfg, root_secret="r", consumer_secrets={})
-    with pytest.raises(NotImplementedError, match="aws_object_store"):
-        ObjectStore("object-store", ObjectStoreArgs(config=cfg, namespace="qframe"))
-
-
 def _program() -> None:
     cfg = load_stack_config()
-    store = ObjectStore("object-store", ObjectStoreArgs(config=cfg, namespace=pulumi.Output.from_input(cfg.namespace)))
+    store = MinioObjectStore("object-store", minio_args(cfg))
     pulumi.export("endpoint", store.endpoint)
     pulumi.export("buckets", store.buckets)
     pulumi.export("credentials_secrets", store.credentials_secrets)

@@ -1,4 +1,4 @@
-"""infra/components/postgres.py: the pure values builder and the component under Pulumi mocks."""
+"""infra/components/postgres/in_cluster.py: the pure values builder and the component under Pulumi mocks."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.components.postgres import (
-    CONSUMERS,
-    Postgres,
-    PostgresArgs,
-    build_values,
-    consumer_secret_name,
-)
+from infra.components.postgres import CONSUMERS, consumer_secret_name
+from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs, build_values
 from infra.config import StackConfig, parse_raw_config
+from infra.images import image_ref
 from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
+from infra.scope import Scope
 
 pytestmark = pytest.mark.unit
 
@@ -33,13 +30,23 @@ def dev_config(**overrides: Any) -> StackConfig:
     return parse_raw_config(raw, stack="dev")
 
 
+def postgres_values(cfg: StackConfig, *, superuser_secret: str, consumer_secrets: dict[str, str]) -> dict[str, Any]:
+    return build_values(
+        scope=Scope.of(cfg),
+        settings=cfg.postgres.in_cluster,
+        image=image_ref(cfg.images, "postgres"),
+        superuser_secret=superuser_secret,
+        consumer_secrets=consumer_secrets,
+    )
+
+
 def consumer_secrets() -> dict[str, str]:
     return {name: consumer_secret_name(name) for name in CONSUMERS}
 
 
 def test_build_values_from_the_dev_stack() -> None:
     cfg = dev_config()
-    values = build_values(cfg, superuser_secret="postgres-superuser", consumer_secrets=consumer_secrets())
+    values = postgres_values(cfg, superuser_secret="postgres-superuser", consumer_secrets=consumer_secrets())
     assert values["auth"] == {
         "existingSecret": "postgres-superuser",
         "secretKey": "postgres-password",
@@ -69,20 +76,11 @@ def test_build_values_follow_the_stack_config() -> None:
         postgres={"kind": "in-cluster", "inCluster": {"storage": "20Gi"}},
         images={"registry": "registry.example.com/qframe", "tags": {"postgres": "sha256:" + "a" * 64}},
     )
-    values = build_values(cfg, superuser_secret="root", consumer_secrets={"mlflow": "m"})
+    values = postgres_values(cfg, superuser_secret="root", consumer_secrets={"mlflow": "m"})
     assert values["persistence"]["size"] == "20Gi"
     assert values["image"]["repository"] == "registry.example.com/qframe/postgres"
     assert values["image"]["digest"] == "sha256:" + "a" * 64
     assert values["consumers"] == [{"name": "mlflow", "existingSecret": "m"}]
-
-
-def test_rds_is_not_implemented_yet() -> None:
-    cfg = parse_raw_config(load_stack_file(REPO_ROOT / "tests/fixtures/stacks/aws.happy.yaml"), stack="aws")
-    assert cfg.postgres.kind == "rds"
-    with pytest.raises(NotImplementedError, match="rds"):
-        build_values(cfg, superuser_secret="s", consumer_secrets={})
-    with pytest.raises(NotImplementedError, match="in-cluster"):
-        Postgres("postgres", PostgresArgs(config=cfg, namespace="qframe"))
 
 
 def test_protect_stateful_protects_the_release_and_the_secrets() -> None:
@@ -93,7 +91,15 @@ def test_protect_stateful_protects_the_release_and_the_secrets() -> None:
 
 def _program() -> None:
     cfg = load_stack_config()
-    pg = Postgres("postgres", PostgresArgs(config=cfg, namespace=pulumi.Output.from_input(cfg.namespace)))
+    pg = InClusterPostgres(
+        "postgres",
+        InClusterPostgresArgs(
+            namespace=pulumi.Output.from_input(cfg.namespace),
+            scope=Scope.of(cfg),
+            settings=cfg.postgres.in_cluster,
+            image=image_ref(cfg.images, "postgres"),
+        ),
+    )
     pulumi.export("host", pg.host)
     pulumi.export("port", pg.port)
     pulumi.export("superuser_secret", pg.superuser_secret)

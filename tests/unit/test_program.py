@@ -12,8 +12,8 @@ from rich.console import Console
 
 from infra.config import PROJECT
 from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, run_program
-from infra.plan import resource_tree
 from tests.harness.stacks import happy_stack_files
+from tools.devstack.plan import resource_tree
 
 pytestmark = pytest.mark.unit
 
@@ -54,6 +54,20 @@ def test_kubernetes_resources_use_the_explicit_provider(run: ProgramRun) -> None
     for resource in run.resources:
         if resource.type.startswith("kubernetes:"):
             assert resource.provider.startswith(provider.urn), f"{resource.name} uses {resource.provider!r}"
+
+
+def test_aws_resources_share_one_provider_built_by_the_program(run: ProgramRun) -> None:
+    aws_resources = [r for r in run.resources if r.type.startswith("aws:")]
+    providers = run.of_type("pulumi:providers:aws")
+    if not aws_resources:
+        assert providers == [], "an AWS provider on a stack without AWS resources"
+        return
+    [provider] = providers
+    assert provider.parent.endswith("::pulumi:pulumi:Stack::qframe-research-aws"), (
+        "components must not build providers: they inherit the program's"
+    )
+    for resource in aws_resources:
+        assert resource.provider.startswith(provider.urn), f"{resource.name} uses {resource.provider!r}"
 
 
 def test_namespace_enforces_restricted_pod_security_and_carries_labels(run: ProgramRun) -> None:

@@ -13,7 +13,9 @@ import pulumi
 import pytest
 
 from infra.config import PROJECT, StackConfig, StackConfigError, parse_raw_config
+from infra.images import image_ref
 from infra.offline import REPO_ROOT, load_stack_file, run_program, stack_name_of
+from infra.quantities import parse_quantity
 
 pytestmark = pytest.mark.unit
 
@@ -64,8 +66,7 @@ def test_dev_stack_defaults_fit_a_laptop() -> None:
     cfg = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"), stack="dev")
     assert cfg.environment == "dev"
     assert cfg.kafka.replicas == 1
-    assert cfg.dask.max_workers <= 4
-    assert all(g.max_replicas <= 4 for g in cfg.ray.worker_groups)
+    assert parse_quantity(cfg.object_store.minio.storage) <= 20 * 2**30
 
 
 def test_defaults_alone_are_a_valid_dev_stack() -> None:
@@ -78,14 +79,14 @@ def test_defaults_alone_are_a_valid_dev_stack() -> None:
 def test_message_lists_every_problem_at_once() -> None:
     raw = {
         f"{PROJECT}:namespace": "Bad_NS",
-        f"{PROJECT}:dask": '{"minWorkers": 9, "maxWorkers": 1}',
+        f"{PROJECT}:kafka": '{"replicas": 2}',
         f"{PROJECT}:images": '{"tags": {"kafka": "latest"}}',
     }
     with pytest.raises(StackConfigError) as caught:
         parse_raw_config(raw, stack="dev")
     message = str(caught.value)
     assert "(3 problems)" in message
-    for key in ("namespace", "dask.minWorkers", "images.tags.kafka"):
+    for key in ("namespace", "kafka.replicas", "images.tags.kafka"):
         assert f"{PROJECT}:{key} =" in message
 
 
@@ -105,15 +106,22 @@ def test_image_references_are_built_from_registry_and_pinned_tag() -> None:
         {
             "images": {
                 "registry": "mirror.internal/qframe",
-                "tags": {"daskWorker": "1.2.3", "notebook": "sha256:" + "a" * 64},
+                "tags": {"kafka": "1.2.3", "tools": "sha256:" + "a" * 64},
             }
         }
     )
-    assert cfg.images.ref("dask_worker") == "mirror.internal/qframe/dask-worker:1.2.3"
-    assert cfg.images.ref("notebook") == "mirror.internal/qframe/notebook@sha256:" + "a" * 64
+    assert image_ref(cfg.images, "kafka").reference == "mirror.internal/qframe/kafka:1.2.3"
+    assert image_ref(cfg.images, "tools").reference == "mirror.internal/qframe/tools@sha256:" + "a" * 64
+    # A digest pins the image: the chart block carries it, with no made-up tag beside it.
+    assert image_ref(cfg.images, "tools").chart_values() == {
+        "repository": "mirror.internal/qframe/tools",
+        "tag": "",
+        "digest": "sha256:" + "a" * 64,
+        "pullPolicy": "IfNotPresent",
+    }
 
 
 def test_models_are_frozen() -> None:
     cfg = StackConfig()
     with pytest.raises(ValueError, match="frozen"):
-        cfg.dask.max_workers = 99  # type: ignore[misc]
+        cfg.kafka.replicas = 99  # type: ignore[misc]

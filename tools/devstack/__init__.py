@@ -1,1 +1,1 @@
-"""`make up` / `make down` / `make preview`: the dev stack on a local or given Kubernetes cluster."""
+"""`make up` / `make down` / `make preview` / `make plan`: the dev stack on a local or given cluster, and offline."""

@@ -1,7 +1,8 @@
-"""`make up`, `make down`, `make preview`: the dev stack on a local kwok cluster or a given cluster.
+"""`make up`, `make down`, `make preview`, `make plan`: the dev stack and what it would create.
 
 With no KUBECONFIG (or QFRAME_CLUSTER=local) a local control plane is started first; with a
 KUBECONFIG pointing at a real cluster (kind, EKS, ...) the stack is deployed there instead.
+`plan` needs neither: it checks the stack config and lists every resource offline.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 from tools.devstack.cluster import CONTROL_PLANE_TOOLS, ClusterError, LocalCluster
 from tools.devstack.paths import MissingToolError, StateDirs, require_tools
 from tools.devstack.pulumi_cli import PULUMI_TOOLS, PulumiError, PulumiWorkspace
+from tools.paths import REPO_ROOT
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 console = Console()
@@ -138,5 +140,27 @@ def down(stack: StackOption = "dev") -> None:
         _step(3, total, f"remove local cluster '{cluster.name}'", cluster.delete)
 
 
-if __name__ == "__main__":
-    app()
+@app.command()
+def plan(
+    stack: Annotated[str, typer.Option(help="Stack name: reads Pulumi.<stack>.yaml")] = "dev",
+    stack_file: Annotated[Path | None, typer.Option(help="Explicit stack file instead of --stack")] = None,
+) -> None:
+    """Validate the stack config and print the resource tree and stack outputs (offline, no cluster)."""
+    # Importing the Pulumi program (pulumi-aws included) takes seconds; up/down/preview do not need it.
+    import pulumi  # noqa: PLC0415
+
+    from infra.offline import run_program  # noqa: PLC0415
+    from tools.devstack.plan import output_lines, resource_tree  # noqa: PLC0415
+
+    path = stack_file or REPO_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        console.print(f"[red]error:[/] no stack file {path}; create it or pass --stack-file")
+        raise typer.Exit(2)
+    try:
+        run = run_program(path)
+    except pulumi.RunError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(resource_tree(run))
+    for line in output_lines(run):
+        console.print(line, highlight=False)

@@ -7,9 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
-VENV_BIN = REPO_ROOT / ".venv" / "bin"
+from tools.paths import REPO_ROOT, TOOLS_BIN
 
 
 class MissingToolError(RuntimeError):

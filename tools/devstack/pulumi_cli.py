@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from tools.devstack.paths import REPO_ROOT, TOOLS_BIN, VENV_BIN, StateDirs, require_tools
+from tools.devstack.paths import StateDirs, require_tools
+from tools.paths import REPO_ROOT, TOOLS_BIN, VENV_BIN
 
 PULUMI_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-kubernetes")
 
@@ -162,10 +163,6 @@ class PulumiWorkspace:
     def set_config(self, path: str, value: str) -> None:
         """`pulumi config set --path` on the project copy (never the committed stack file)."""
         self.run("config", "set", "--path", "--stack", self.stack, path, value)
-
-    def resource_count(self) -> int:
-        exported = json.loads(self.run("stack", "export", "--stack", self.stack).stdout)
-        return len(exported.get("deployment", {}).get("resources") or [])
 
 
 def is_stale_lock(owner: Mapping[str, Any], *, hostname: str) -> bool:

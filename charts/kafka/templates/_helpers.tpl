@@ -1,31 +1,11 @@
-{{/*
-kafka.name
-  The chart's short name: .Values.nameOverride or the chart name, cut to 63 characters (the limit
-  of a label value). Used as the app.kubernetes.io/name label.
-*/}}
-{{- define "kafka.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
+{{- /*
+kafka's own helpers. The shared ones (qframe.name, qframe.fullname, qframe.labels,
+qframe.selectorLabels, qframe.image, qframe.resources, the security contexts, ...) are in
+_common.tpl, a generated copy of charts/_shared/_common.tpl.
 
-{{/*
-kafka.fullname
-  Prefix of every object name and the client Service's name. .Values.fullnameOverride wins;
-  otherwise "<release>-<name>", or just the release name when it already contains the chart name
-  (release "kafka" -> "kafka"). Cut to 40 characters so "<fullname>-bootstrap-topics" (+17) fits
-  in 63 and pod names "<fullname>-<ordinal>" stay valid hostnames.
-*/}}
-{{- define "kafka.fullname" -}}
-{{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
-{{- else -}}
-{{- $name := include "kafka.name" . -}}
-{{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
+Components: "broker" (the StatefulSet, its Services, config, Secret and PodDisruptionBudget),
+"bootstrap-topics" (the initJob and its ConfigMap) and "network-policy" (the NetworkPolicies).
+*/ -}}
 
 {{/*
 kafka.headlessName
@@ -33,65 +13,7 @@ kafka.headlessName
   "<fullname>-<i>.<fullname>-headless.<namespace>.svc" (used by the quorum and advertised listeners).
 */}}
 {{- define "kafka.headlessName" -}}
-{{- printf "%s-headless" (include "kafka.fullname" .) -}}
-{{- end -}}
-
-{{/*
-kafka.chart
-  "<chart>-<version>" for the helm.sh/chart label ("+" is not allowed in label values).
-*/}}
-{{- define "kafka.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{/*
-kafka.selectorLabels
-  The labels that identify the broker pods and never change between upgrades (selectors are
-  immutable): app.kubernetes.io/name and app.kubernetes.io/instance.
-*/}}
-{{- define "kafka.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "kafka.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end -}}
-
-{{/*
-kafka.brokerSelectorLabels
-  Selector labels of the broker pods only (the bootstrap Job's pods share name/instance but carry
-  another component), used by the Services, the PodDisruptionBudget and the NetworkPolicies.
-*/}}
-{{- define "kafka.brokerSelectorLabels" -}}
-{{ include "kafka.selectorLabels" . }}
-app.kubernetes.io/component: broker
-{{- end -}}
-
-{{/*
-kafka.labels
-  Every object's labels: the selector labels, the recommended app.kubernetes.io/* labels, the chart
-  label and .Values.commonLabels (which cannot override the standard ones). Objects of a specific
-  role add app.kubernetes.io/component themselves.
-*/}}
-{{- define "kafka.labels" -}}
-{{ include "kafka.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/part-of: qframe-research
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ include "kafka.chart" . }}
-{{- range $key, $value := omit .Values.commonLabels "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/managed-by" "app.kubernetes.io/version" "app.kubernetes.io/component" "app.kubernetes.io/part-of" "helm.sh/chart" }}
-{{ $key }}: {{ $value | quote }}
-{{- end }}
-{{- end -}}
-
-{{/*
-kafka.image
-  "<repository>:<tag>", or "<repository>@sha256:..." when the tag is a digest. Call with the image
-  map (repository, tag) as the context.
-*/}}
-{{- define "kafka.image" -}}
-{{- if hasPrefix "sha256:" .tag -}}
-{{- printf "%s@%s" .repository .tag -}}
-{{- else -}}
-{{- printf "%s:%s" .repository .tag -}}
-{{- end -}}
+{{- printf "%s-headless" (include "qframe.fullname" .) -}}
 {{- end -}}
 
 {{/*
@@ -100,7 +22,7 @@ kafka.quorumVoters
   every broker is also a controller, node.id is the pod ordinal.
 */}}
 {{- define "kafka.quorumVoters" -}}
-{{- $fullname := include "kafka.fullname" . -}}
+{{- $fullname := include "qframe.fullname" . -}}
 {{- $headless := include "kafka.headlessName" . -}}
 {{- $voters := list -}}
 {{- range $i := until (int .Values.replicas) -}}
@@ -135,56 +57,11 @@ kafka.clusterId
 {{- if .Values.clusterId -}}
 {{- .Values.clusterId -}}
 {{- else -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-cluster-id" (include "kafka.fullname" .)) -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-cluster-id" (include "qframe.fullname" .)) -}}
 {{- if and $existing $existing.data (index $existing.data "clusterId") -}}
 {{- index $existing.data "clusterId" | b64dec -}}
 {{- else -}}
 {{- printf "%sA" (randAlphaNum 21) -}}
 {{- end -}}
 {{- end -}}
-{{- end -}}
-
-{{/*
-kafka.resources
-  Renders a container resource map with every quantity quoted, so an unquoted number in values
-  stays a valid quantity string. Call with the {requests, limits} map as the context.
-*/}}
-{{- define "kafka.resources" -}}
-{{- range $section, $amounts := . }}
-{{ $section }}:
-{{- range $key, $value := $amounts }}
-  {{ $key }}: {{ toString $value | quote }}
-{{- end }}
-{{- end }}
-{{- end -}}
-
-{{/*
-kafka.podSecurityContext
-  Pod-level security context: non-root user/group from values, fsGroup for the data volume,
-  seccomp RuntimeDefault.
-*/}}
-{{- define "kafka.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: {{ .Values.securityContext.runAsUser }}
-runAsGroup: {{ .Values.securityContext.runAsGroup }}
-fsGroup: {{ .Values.securityContext.fsGroup }}
-fsGroupChangePolicy: OnRootMismatch
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
-{{/*
-kafka.containerSecurityContext
-  Container-level security context: no privilege escalation, every capability dropped, read-only
-  root filesystem (writable paths are volumes), seccomp RuntimeDefault.
-*/}}
-{{- define "kafka.containerSecurityContext" -}}
-runAsNonRoot: true
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
 {{- end -}}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from qframe.research.backend_names import BACKEND_NAMES, BackendName
 
-ComputeBackend = Literal["auto", "sequential", "dask", "ray"]
+__all__ = ["BACKEND_NAMES", "BackendName", "ResearchSettings", "SettingsError"]
 
 ENV_PREFIX = "QFRAME_"
 DEFAULT_WORKDIR = ".qframe"
@@ -33,7 +33,7 @@ class ResearchSettings(BaseModel):
     lake_url: str | None = Field(default=None, description="file:///..., s3://bucket/prefix or memory://")
     catalog_url: str | None = Field(default=None, description="SQLAlchemy URL: sqlite:///... or postgresql+psycopg://")
     mlflow_tracking_uri: str | None = Field(default=None, description="http(s)://mlflow... or a local sqlite:///")
-    compute_backend: ComputeBackend = "auto"
+    compute_backend: BackendName = "auto"
     dask_address: str | None = None
     ray_address: str | None = None
     s3_endpoint_url: str | None = Field(default=None, description="MinIO or another S3 API; unset for AWS")

@@ -19,19 +19,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
-from qframe.research.backtesting.engine import BacktestResults, DistributedBacktestEngine, get_performance_summary
+from qframe.research.backtesting.engine import DistributedBacktestEngine
 from qframe.research.backtesting.evaluate import simulate
+from qframe.research.backtesting.results import (
+    PARAM_PREFIX,
+    SAMPLE_OUT,
+    BacktestResults,
+    get_performance_summary,
+    grid_rows,
+    param_columns,
+)
 from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.backtesting.walk_forward import walk_forward_splits
 from qframe.research.data_lake.storage import DataLakeStorage
+from qframe.research.reporting.strategy_report import log_strategy_report
 from qframe.research.reporting.tear_sheet import build_tear_sheet
 from qframe.research.tracking.base import ExperimentTracker
-from qframe.research.tracking.strategy_report import log_strategy_report
-from qframe.research.tracking.summary import grid_rows
 
 log = structlog.get_logger(__name__)
-
-PARAM_PREFIX = "param_"
 
 
 @dataclass(frozen=True)
@@ -165,9 +170,9 @@ def run_research_sweep(
 
 def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: SweepOptions) -> tuple[pd.Series, pd.Series]:
     """Equity and returns of the chosen parameters: chained test windows for walk-forward, else the full series."""
-    params = [c for c in rows.columns if c.startswith(PARAM_PREFIX)]
-    if "sample" in rows.columns and (rows["sample"] == "out_of_sample").any():
-        chosen = rows[(rows["sample"] == "out_of_sample") & rows["selected"].astype(bool)].sort_values("split_id")
+    params = param_columns(rows)
+    if "sample" in rows.columns and (rows["sample"] == SAMPLE_OUT).any():
+        chosen = rows[(rows["sample"] == SAMPLE_OUT) & rows["selected"].astype(bool)].sort_values("split_id")
         # The engine derives the same windows from the same inputs.
         windows = walk_forward_splits(
             len(data), opts.n_splits, train_size=opts.train_size, test_size=opts.test_size, purge=opts.purge
@@ -175,7 +180,7 @@ def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: Sweep
         pieces = []
         for _, row in chosen.iterrows():
             combo = _combo(row, params)
-            split = windows[int(row["split_id"])].window("out_of_sample")
+            split = windows[int(row["split_id"])].window(SAMPLE_OUT)
             sim = simulate(
                 strategy,
                 data,
@@ -210,9 +215,9 @@ def strategy_rows(frame: pd.DataFrame, strategy: str, dataset: str) -> pd.DataFr
     otherwise show up as float and NaN parameters in summaries, titles and heat maps.
     """
     rows = frame[(frame["strategy"] == strategy) & (frame["dataset"] == dataset)]
-    foreign = [c for c in rows.columns if c.startswith(PARAM_PREFIX) and rows[c].isna().all()]
+    foreign = [c for c in param_columns(rows) if rows[c].isna().all()]
     rows = rows.drop(columns=foreign)
-    for column in (c for c in rows.columns if c.startswith(PARAM_PREFIX)):
+    for column in param_columns(rows):
         values = rows[column]
         if values.notna().all() and bool((values == values.round()).all()):
             rows = rows.assign(**{column: values.astype("int64")})
@@ -231,7 +236,7 @@ def _combo(row: pd.Series, params: Sequence[str]) -> dict[str, float | int]:
 
 
 def _heatmap_params(rows: pd.DataFrame) -> tuple[str, str] | None:
-    varied = [c for c in rows.columns if c.startswith(PARAM_PREFIX) and rows[c].nunique(dropna=True) > 1]
+    varied = [c for c in param_columns(rows) if rows[c].nunique(dropna=True) > 1]
     if len(varied) < 2:
         return None
     return varied[0][len(PARAM_PREFIX) :], varied[1][len(PARAM_PREFIX) :]

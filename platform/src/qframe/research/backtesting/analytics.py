@@ -28,7 +28,7 @@ Conventions (every figure is per the periodic returns ``r_1..r_n`` of the series
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -331,11 +331,3 @@ def _volatility(r: FloatArray, std: float) -> float:
 def _has_dispersion(std: float, mean: float) -> bool:
     # A constant series has a std of a few ulps rather than exactly 0.
     return bool(np.isfinite(std) and std > 1e-12 * max(1.0, abs(mean)))
-
-
-def analyze_many(
-    results: Mapping[str, Any], analyzer: AdvancedPerformanceAnalyzer | None = None
-) -> dict[str, PerformanceAnalysis]:
-    """Analyse several named results with one analyzer (e.g. one per strategy's best combination)."""
-    chosen = analyzer if analyzer is not None else AdvancedPerformanceAnalyzer()
-    return {name: chosen.analyze_comprehensive(result) for name, result in results.items()}

@@ -18,17 +18,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import pandas as pd
 import structlog
+from qframe.research.backend_names import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from qframe.research.backtesting.types import BacktestTask, MarketData
 
-BackendName = Literal["auto", "sequential", "dask", "ray"]
-BACKEND_NAMES: tuple[str, ...] = ("auto", "sequential", "dask", "ray")
 Evaluator = Callable[["BacktestTask", "MarketData"], pd.DataFrame]
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -140,9 +139,6 @@ class SequentialBackend(ComputeBackend):
 
     name = "sequential"
 
-    def worker_pids(self) -> list[int]:
-        return [os.getpid()]
-
     def run(
         self,
         tasks: Sequence[BacktestTask],
@@ -247,11 +243,6 @@ class DaskBackend(_ClusterBackend):
 
     def warm_up(self, task: BacktestTask, data: MarketData, evaluator: Evaluator | None = None) -> None:
         self.client.run(run_task, task, data, evaluator)
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the Dask worker processes (diagnostics; the fault tests kill one)."""
-        pids: dict[str, int] = self.client.run(os.getpid)
-        return sorted(pids.values())
 
     def run(
         self,

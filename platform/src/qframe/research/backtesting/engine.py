@@ -1,6 +1,6 @@
-"""DistributedBacktestEngine: parameter sweeps over strategies x datasets x splits on any compute backend.
+"""DistributedBacktestEngine: runs a planned sweep on a compute backend and assembles its results frame.
 
-The engine turns a sweep into tasks (blocks of parameter combinations, see ``grid``), ships each dataset
+``sweep_plan`` turns the sweep into tasks (blocks of parameter combinations); the engine ships each dataset
 once per worker, runs the pure ``evaluate_task`` wherever the backend says, checkpoints every finished task
 in the data lake, and assembles the rows in task order, so the same inputs give the same frame on every
 backend and after any number of interruptions.
@@ -14,15 +14,10 @@ combinations are the walk-forward result; the other out-of-sample rows show what
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry
 from qframe.research.backtesting.backends import (
@@ -43,196 +38,12 @@ from qframe.research.backtesting.checkpoints import (
     data_fingerprint,
 )
 from qframe.research.backtesting.evaluate import evaluate_task
-from qframe.research.backtesting.grid import expand_grid, iter_blocks
 from qframe.research.backtesting.observability import EngineMetrics, sweep_logger, sweep_progress
-from qframe.research.backtesting.strategies import available_strategies
-from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
-from qframe.research.backtesting.walk_forward import walk_forward_splits
+from qframe.research.backtesting.results import SELECTION_METRICS, BacktestResults, get_performance_summary
+from qframe.research.backtesting.sweep_plan import SweepPlan, as_market_data, plan_sweep
+from qframe.research.backtesting.types import CostModel, MarketData
 
 DEFAULT_BLOCK_SIZE = 64
-SELECTION_METRICS: tuple[str, ...] = ("sharpe", "sortino", "total_return", "annual_return", "final_equity")
-SAMPLE_FULL = "full"
-SAMPLE_IN = "in_sample"
-SAMPLE_OUT = "out_of_sample"
-TASK_ID_LENGTH = 20
-
-
-def make_task_id(
-    strategy: str,
-    dataset: str,
-    *,
-    params: Sequence[Mapping[str, float | int]],
-    split: SplitWindow | None,
-    costs: CostModel,
-    initial_capital: float,
-    bars_per_year: float,
-) -> str:
-    """Digest of everything a task's rows depend on except the bars (the sweep id covers those)."""
-    payload = json.dumps(
-        {
-            "strategy": strategy,
-            "dataset": dataset,
-            "params": [sorted((str(k), _json_number(v)) for k, v in combo.items()) for combo in params],
-            "split": None if split is None else repr(split),
-            "costs": repr(costs),
-            "initial_capital": float(initial_capital).hex(),
-            "bars_per_year": float(bars_per_year).hex(),
-        },
-        sort_keys=True,
-    )
-    return f"{strategy}-" + hashlib.sha256(payload.encode()).hexdigest()[:TASK_ID_LENGTH]
-
-
-def _json_number(value: float | int) -> str:
-    # float.hex keeps 0.1 and 0.1000000000000001 apart; ints stay ints so 5 and 5.0 are distinct inputs.
-    return float(value).hex() if isinstance(value, float) else str(int(value))
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """The tasks of a sweep, in a deterministic order, and which window each one evaluates."""
-
-    tasks: tuple[BacktestTask, ...]
-    n_combinations: int  # rows the sweep will produce
-    walk_forward: bool
-
-    def label(self, frame: pd.DataFrame, selection_metric: str) -> pd.DataFrame:
-        return label_results(frame, walk_forward=self.walk_forward, selection_metric=selection_metric)
-
-
-def plan_sweep(
-    strategies: Sequence[str],
-    market: Mapping[str, MarketData],
-    grids: Mapping[str, Mapping[str, Sequence[float | int]]],
-    *,
-    n_splits: int,
-    costs: CostModel,
-    initial_capital: float,
-    bars_per_year: float,
-    block_size: int,
-    train_size: int | None = None,
-    test_size: int | None = None,
-    purge: int = 0,
-    anchored: bool = False,
-) -> SweepPlan:
-    """Strategies x datasets x splits x blocks of combinations, in that nesting order."""
-    strategies = _check_sweep_inputs(strategies, grids, n_splits, purge)
-    combos_by_strategy = {name: list(expand_grid(name, grids.get(name, {}))) for name in strategies}
-    for name, combos in combos_by_strategy.items():
-        if not combos:
-            raise ValueError(f"the grid for {name!r} leaves no valid parameter combination; widen it")
-    tasks: list[BacktestTask] = []
-    rows = 0
-    for dataset in sorted(market):
-        data = market[dataset]
-        splits: list[SplitWindow | None] = [None]
-        if n_splits:
-            splits = list(
-                walk_forward_splits(
-                    len(data.close),
-                    n_splits,
-                    train_size=train_size,
-                    test_size=test_size,
-                    purge=purge,
-                    anchored=anchored,
-                )
-            )
-        for strategy in strategies:
-            combos = combos_by_strategy[strategy]
-            for split in splits:
-                for block in iter_blocks(combos, block_size):
-                    params = tuple(dict(combo) for combo in block)
-                    task_id = make_task_id(
-                        strategy,
-                        dataset,
-                        params=params,
-                        split=split,
-                        costs=costs,
-                        initial_capital=initial_capital,
-                        bars_per_year=bars_per_year,
-                    )
-                    tasks.append(
-                        BacktestTask(
-                            task_id=task_id,
-                            strategy=strategy,
-                            dataset=dataset,
-                            params=params,
-                            split=split,
-                            costs=costs,
-                            initial_capital=initial_capital,
-                            bars_per_year=bars_per_year,
-                        )
-                    )
-                    rows += len(params) * (2 if split is not None else 1)
-    return SweepPlan(tuple(tasks), rows, walk_forward=bool(n_splits))
-
-
-def _check_sweep_inputs(strategies: Sequence[str], grids: Mapping[str, object], n_splits: int, purge: int) -> list[str]:
-    if isinstance(strategies, str):
-        return _check_sweep_inputs([strategies], grids, n_splits, purge)
-    if not strategies:
-        raise ValueError("no strategies given: pass registry names, e.g. ['ma_crossover']")
-    known = set(available_strategies())
-    unknown = sorted(set(strategies) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown strategies {unknown}; registered: {sorted(known)} (subclass Strategy with a `name` to add one)"
-        )
-    duplicates = sorted({name for name in strategies if list(strategies).count(name) > 1})
-    if duplicates:
-        raise ValueError(f"strategies listed twice: {duplicates}")
-    stray = sorted(set(grids) - set(strategies))
-    if stray:
-        raise ValueError(f"parameter_grids has grids for strategies that are not run: {stray}; add them to strategies")
-    if not isinstance(n_splits, int) or n_splits < 0:
-        raise ValueError(f"n_splits must be 0 (no walk-forward) or a positive number of splits, got {n_splits!r}")
-    if purge < 0:
-        raise ValueError(f"purge must be >= 0 bars, got {purge}")
-    return list(strategies)
-
-
-def label_results(frame: pd.DataFrame, *, walk_forward: bool, selection_metric: str) -> pd.DataFrame:
-    """Add ``sample`` (when the evaluator did not) and ``selected``: the in-sample winner of each split."""
-    frame = frame.copy()
-    if "sample" not in frame.columns:
-        frame["sample"] = SAMPLE_FULL
-    if not walk_forward:
-        frame["selected"] = True
-        return frame
-    params = [column for column in frame.columns if column.startswith("param_")]
-    group_keys = ["strategy", "dataset", "split_id"]
-    in_sample = frame[frame["sample"] == SAMPLE_IN]
-    # NaN scores (e.g. a flat series) never win; ties go to the first combination in grid order.
-    score = in_sample[selection_metric].astype(float).fillna(-np.inf)
-    winners = in_sample.loc[score.groupby([in_sample[key] for key in group_keys], sort=False).idxmax()]
-    chosen = winners[group_keys + params].assign(selected=True)
-    merged = frame.merge(chosen, on=group_keys + params, how="left", sort=False)
-    merged["selected"] = merged["selected"].fillna(False).astype(bool)
-    return merged
-
-
-@dataclass(frozen=True)
-class BacktestResults:
-    """The rows of one sweep and how it ran.
-
-    ``frame`` has one row per strategy x dataset x split x window x combination (``evaluate_task``'s columns
-    plus ``sample`` = "full" | "in_sample" | "out_of_sample" and ``selected``: for walk-forward, the
-    combination chosen on that split's train window; without walk-forward, every row is selected).
-    """
-
-    frame: pd.DataFrame
-    sweep_id: str
-    backend: str
-    n_tasks: int
-    n_computed: int
-    n_resumed: int
-    elapsed_seconds: float
-    walk_forward: bool
-    selection_metric: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.frame)
 
 
 class DistributedBacktestEngine:
@@ -487,127 +298,6 @@ class DistributedBacktestEngine:
 def _check_block_size(block_size: int) -> None:
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer (combinations per task), got {block_size!r}")
-
-
-def as_market_data(
-    datasets: Sequence[MarketData | pd.DataFrame] | Mapping[str, MarketData | pd.DataFrame],
-) -> dict[str, MarketData]:
-    """Datasets keyed by name; a bars frame becomes one MarketData per symbol (named after the symbol)."""
-    items: list[tuple[str | None, MarketData | pd.DataFrame]]
-    if isinstance(datasets, Mapping):
-        items = [(str(name), value) for name, value in datasets.items()]
-    elif isinstance(datasets, (MarketData, pd.DataFrame)):
-        items = [(None, datasets)]
-    else:
-        items = [(None, value) for value in datasets]
-    if not items:
-        raise ValueError("no datasets given: pass MarketData objects or OHLCV bars frames")
-    market: dict[str, MarketData] = {}
-
-    def add(data: MarketData) -> None:
-        if data.name in market:
-            raise ValueError(f"two datasets are named {data.name!r}; give them distinct names (a mapping name -> data)")
-        market[data.name] = data
-
-    for name, value in items:
-        if isinstance(value, MarketData):
-            add(value if name is None or name == value.name else replace(value, name=name))
-        elif isinstance(value, pd.DataFrame):
-            if "symbol" in value.columns and value["symbol"].nunique() > 1:
-                if name is not None:
-                    raise ValueError(
-                        f"dataset {name!r} holds several symbols; pass it unnamed (one dataset per symbol)"
-                    )
-                for symbol in sorted(value["symbol"].unique()):
-                    add(MarketData.from_bars(value, symbol=str(symbol)))
-            else:
-                add(MarketData.from_bars(value, name=name))
-        else:
-            raise TypeError(f"a dataset must be MarketData or an OHLCV DataFrame, got {type(value).__name__}")
-    return market
-
-
-def get_performance_summary(results: BacktestResults | pd.DataFrame, *, metric: str | None = None) -> pd.DataFrame:
-    """One row per strategy x dataset: the best combination and how the whole grid did.
-
-    Without walk-forward: the best combination by ``metric`` (default sharpe) with its metrics, plus the
-    number of combinations, median and spread of the metric and the share of profitable combinations.
-    With walk-forward: the out-of-sample result of the parameters chosen in-sample on each split (mean
-    metric, compounded return, worst drawdown), the in-sample metric of the same choices (to see the
-    decay) and the most often chosen parameters.
-    """
-    if isinstance(results, BacktestResults):
-        frame = results.frame
-        metric = metric or results.selection_metric
-    else:
-        frame = results
-    metric = metric or "sharpe"
-    if frame.empty:
-        raise ValueError("the results are empty; nothing to summarise")
-    required = {"strategy", "dataset", metric, "total_return", "max_drawdown", "n_trades"}
-    missing = sorted(required - set(frame.columns))
-    if missing:
-        raise ValueError(f"results frame lacks columns {missing}; pass what run_backtest_sync returned")
-    param_columns = [column for column in frame.columns if column.startswith("param_")]
-    walk_forward = "sample" in frame.columns and bool((frame["sample"] == "out_of_sample").any())
-    rows: list[dict[str, Any]] = []
-    for (strategy, dataset), group in frame.groupby(["strategy", "dataset"], sort=True):
-        if walk_forward:
-            rows.append(_walk_forward_summary(str(strategy), str(dataset), group, metric, param_columns))
-        else:
-            rows.append(_grid_summary(str(strategy), str(dataset), group, metric, param_columns))
-    return pd.DataFrame(rows)
-
-
-def _best_params(row: pd.Series, param_columns: Sequence[str]) -> dict[str, Any]:
-    return {column: row[column] for column in param_columns if pd.notna(row[column])}
-
-
-def _grid_summary(
-    strategy: str, dataset: str, group: pd.DataFrame, metric: str, param_columns: Sequence[str]
-) -> dict[str, Any]:
-    ranked = group.sort_values([metric, "total_return"], ascending=False, kind="stable", na_position="last")
-    best = ranked.iloc[0]
-    values = group[metric].to_numpy(dtype=float)
-    return {
-        "strategy": strategy,
-        "dataset": dataset,
-        "mode": "grid",
-        "n_combinations": len(group),
-        f"best_{metric}": float(best[metric]),
-        "best_total_return": float(best["total_return"]),
-        "best_max_drawdown": float(best["max_drawdown"]),
-        "best_n_trades": int(best["n_trades"]),
-        "best_params": _best_params(best, param_columns),
-        f"median_{metric}": float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan"),
-        f"std_{metric}": float(np.nanstd(values)) if np.isfinite(values).any() else float("nan"),
-        "share_profitable": float((group["total_return"] > 0).mean()),
-    }
-
-
-def _walk_forward_summary(
-    strategy: str, dataset: str, group: pd.DataFrame, metric: str, param_columns: Sequence[str]
-) -> dict[str, Any]:
-    chosen = group[group["selected"]]
-    oos = chosen[chosen["sample"] == "out_of_sample"].sort_values("split_id")
-    ins = chosen[chosen["sample"] == "in_sample"].sort_values("split_id")
-    compounded = float(np.prod(1.0 + oos["total_return"].to_numpy(dtype=float)) - 1.0)
-    choices = [tuple(sorted(_best_params(row, param_columns).items())) for _, row in oos.iterrows()]
-    # Counter keeps first-seen order among equals, so a tie goes to the earliest split's choice.
-    most_chosen = dict(Counter(choices).most_common(1)[0][0]) if choices else {}
-    return {
-        "strategy": strategy,
-        "dataset": dataset,
-        "mode": "walk_forward",
-        "n_splits": int(oos["split_id"].nunique()),
-        "n_combinations": int(len(group[group["sample"] == "in_sample"]) // max(1, ins["split_id"].nunique())),
-        f"oos_mean_{metric}": float(oos[metric].mean()),
-        f"is_mean_{metric}": float(ins[metric].mean()),
-        "oos_compounded_return": compounded,
-        "oos_worst_drawdown": float(oos["max_drawdown"].min()),
-        "oos_n_trades": int(oos["n_trades"].sum()),
-        "most_chosen_params": most_chosen,
-    }
 
 
 def run_backtest_sync(

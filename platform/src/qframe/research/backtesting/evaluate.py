@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from qframe.research.backtesting import kernels
+from qframe.research.backtesting.results import PARAM_PREFIX, SAMPLE_FULL, SAMPLE_IN, SAMPLE_OUT
 from qframe.research.backtesting.strategies import ParamBlock, Strategy, StrategyError, get_strategy
 from qframe.research.backtesting.types import (
     BacktestTask,
@@ -31,22 +32,6 @@ from qframe.research.backtesting.types import (
     SimulationResult,
 )
 
-SAMPLE_FULL = "full"
-SAMPLE_IN = "in_sample"
-SAMPLE_OUT = "out_of_sample"
-PARAM_PREFIX = "param_"
-METRIC_COLUMNS = (
-    "total_return",
-    "annual_return",
-    "volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "n_trades",
-    "exposure",
-    "final_equity",
-    "n_bars",
-)
 # Memory for one batch of strategy targets on the generic path (signals, then simulation).
 TARGETS_BUDGET_BYTES = 64 * 2**20
 # Below this relative size the variance of R is rounding noise of a constant return stream.
@@ -96,7 +81,7 @@ def evaluate_task(task: BacktestTask, data: MarketData) -> pd.DataFrame:
 def metrics_from_accumulators(
     acc: np.ndarray, n_bars: int, initial_capital: float, bars_per_year: float
 ) -> dict[str, np.ndarray]:
-    """The metric columns (in :data:`METRIC_COLUMNS` order) from the kernels' per-combination accumulators."""
+    """The metric columns (in ``results.METRIC_COLUMNS`` order) from the kernels' per-combination accumulators."""
     final = acc[:, kernels.ACC_FINAL_EQUITY]
     s1 = acc[:, kernels.ACC_SUM]
     s2 = acc[:, kernels.ACC_SUMSQ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from qframe.research.backtesting.results import SAMPLE_IN, SAMPLE_OUT
 
 ParamValue = float | int
 Params = Mapping[str, ParamValue]
@@ -114,9 +115,9 @@ class SplitWindow:
 
     def window(self, sample: str) -> tuple[int, int]:
         """``(start, end)`` of ``"in_sample"`` (train) or ``"out_of_sample"`` (test)."""
-        if sample == "in_sample":
+        if sample == SAMPLE_IN:
             return self.train_start, self.train_end
-        if sample == "out_of_sample":
+        if sample == SAMPLE_OUT:
             return self.test_start, self.test_end
         raise ValueError(f"sample must be 'in_sample' or 'out_of_sample', got {sample!r}")
 

@@ -63,11 +63,14 @@ def plain_errors() -> Iterator[None]:
 
 
 @contextmanager
-def research_session(workdir: Path | None, lake: str | None, catalog: str | None) -> Iterator[Any]:
-    """The command's lake, catalog and feature store, with plain-word errors around the whole command body."""
+def research_session(workdir: Path | None, lake: str | None, catalog: str | None, **more: Any) -> Iterator[Any]:
+    """The command's lake, catalog and feature store, with plain-word errors around the whole command body.
+
+    ``more`` are further settings fields given as options (e.g. ``s3_endpoint_url``); None keeps the env's.
+    """
     from qframe.research.integration_layer import create_research_integration
 
-    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog)) as session:
+    with plain_errors(), create_research_integration(settings=settings_from(workdir, lake, catalog, **more)) as session:
         yield session
 
 

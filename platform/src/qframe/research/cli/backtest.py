@@ -71,12 +71,14 @@ def summary_table(summary: pd.DataFrame, title: str) -> Table:
 
 
 def _cell(value: object) -> str:
+    from qframe.research.backtesting.results import PARAM_PREFIX
+
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k.removeprefix('param_')}={_cell(v)}" for k, v in value.items())
+        return ", ".join(f"{k.removeprefix(PARAM_PREFIX)}={_cell(v)}" for k, v in value.items())
     if isinstance(value, str) and value.startswith("{"):
-        return value.replace("param_", "").replace("'", "")
+        return value.replace(PARAM_PREFIX, "").replace("'", "")
     return str(value)
 
 
@@ -170,7 +172,7 @@ def report(
 ) -> None:
     """Summary table of a finished sweep (best parameters per strategy; out-of-sample figures for walk-forward)."""
     import pandas as pd
-    from qframe.research.backtesting.engine import get_performance_summary
+    from qframe.research.backtesting.results import get_performance_summary
 
     with plain_errors():
         path = results_dir / "results.parquet"

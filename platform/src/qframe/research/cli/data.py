@@ -1,15 +1,43 @@
-"""`qframe data ...`: put bars into the lake, look at what is there, derive feature versions."""
+"""`qframe data ...`: put bars into the lake (files, synthetic, Kafka), look at what is there, derive features."""
 
 from __future__ import annotations
 
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, research_session
+from qframe.research.cli._common import (
+    EXIT_FAILED,
+    CatalogUrl,
+    LakeUrl,
+    Workdir,
+    console,
+    err_console,
+    fail,
+    plain_errors,
+    research_session,
+)
+from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(help="Datasets in the lake: generate, ingest, validate, list, show, features.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from qframe.research.data_lake.kafka_stream import IngestStats
+
+app = typer.Typer(
+    help="Datasets in the lake: generate, ingest, stream, validate, list, show, features.", no_args_is_help=True
+)
+
+# The consumer's own defaults (kafka_stream.DEFAULT_BATCH_*), spelled out so that `qframe --help` does not
+# import confluent_kafka and pandas; a unit test keeps the two in step.
+STREAM_BATCH_SIZE = 5000
+STREAM_BATCH_TIMEOUT_S = 2.0
+# Kafka's own rule for topic names, so a typo is refused here rather than by the broker after connecting.
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -76,6 +104,105 @@ def ingest(
         pipeline = DataIngestionPipeline(session.storage, session.catalog, quarantine=quarantine)
         stored = pipeline.ingest_file_sync(path, name=name, version=version, tags=tags)
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
+
+
+def _check_bootstrap(servers: str) -> str:
+    for server in servers.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            fail(f"--bootstrap {servers!r}: {server.strip()!r} is not host:port (e.g. --bootstrap kafka:9092)")
+    return ",".join(server.strip() for server in servers.split(","))
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and Ctrl-C finish the batch in hand (written and committed) instead of abandoning it."""
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stream_progress(stats: IngestStats) -> str:
+    return (
+        f"{stats.bars_written:,} bars in {stats.versions_written} versions from {stats.messages:,} messages "
+        f"({stats.skipped_already_stored:,} already stored, {stats.bars_quarantined:,} quarantined)"
+    )
+
+
+@app.command()
+def stream(
+    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, host:port[,host:port]")],
+    topic: Annotated[str, typer.Option(help="topic of JSON bars keyed by symbol")],
+    group: Annotated[str, typer.Option(help="consumer group id; its committed offsets are the restart point")],
+    dataset: Annotated[str | None, typer.Option(help="dataset name (default stream.<topic>)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="most bars per micro-batch")] = STREAM_BATCH_SIZE,
+    batch_timeout: Annotated[
+        float, typer.Option(min=0.001, help="seconds to fill a batch before writing what arrived")
+    ] = STREAM_BATCH_TIMEOUT_S,
+    max_idle_seconds: Annotated[
+        float | None,
+        typer.Option(min=0, help="exit after this long without messages (default: run until SIGTERM or Ctrl-C)"),
+    ] = None,
+    session_timeout_ms: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="consumer session timeout; a killed member's partitions move after this long "
+            "(librdkafka default 45000)",
+        ),
+    ] = None,
+    quarantine: Annotated[
+        bool, typer.Option(help="set invalid bars aside and go on; --no-quarantine stops on an invalid batch")
+    ] = True,
+    s3_endpoint_url: Annotated[
+        str | None,
+        typer.Option(envvar="QFRAME_S3_ENDPOINT_URL", help="S3 API endpoint (MinIO, moto) for s3:// lakes"),
+    ] = None,
+    workdir: Workdir = None,
+    lake: LakeUrl = None,
+    catalog: CatalogUrl = None,
+) -> None:
+    """Consume bars from a Kafka topic into the lake, one version per partition batch (at least once, no duplicates)."""
+    servers = _check_bootstrap(bootstrap)
+    if not _TOPIC_RE.match(topic) or topic in {".", ".."}:
+        fail(f"--topic {topic!r}: Kafka topic names are 1-249 letters, digits, '.', '_' or '-'")
+    from confluent_kafka import KafkaException
+    from qframe.research.data_lake.kafka_stream import KafkaBarIngestor, KafkaIngestError, offsets_summary
+
+    with research_session(workdir, lake, catalog, s3_endpoint_url=s3_endpoint_url) as session:
+        ingestor = KafkaBarIngestor(
+            servers,
+            topic,
+            session.storage,
+            session.catalog,
+            group_id=group,
+            dataset=dataset,
+            batch_size=batch_size,
+            batch_timeout_s=batch_timeout,
+            quarantine=quarantine,
+            consumer_config=None if session_timeout_ms is None else {"session.timeout.ms": session_timeout_ms},
+        )
+        waiting = f"consuming [bold]{topic}[/] as group {escape(group)} into {ingestor.dataset}"
+        with _stop_on_signals() as stop, err_console.status(f"{waiting}: waiting for bars") as status:
+
+            def show(stats: IngestStats) -> None:
+                status.update(f"{waiting}: {_stream_progress(stats)}")
+
+            try:
+                stats = ingestor.run(max_idle_seconds=max_idle_seconds, stop=stop, on_batch=show)
+            except (KafkaException, KafkaIngestError) as exc:
+                fail(f"Kafka {servers}, topic {topic!r}: {exc}", code=EXIT_FAILED)
+        committed = offsets_summary(stats) or "nothing"
+        console.print(
+            f"ingested {_stream_progress(stats)} into [bold]{ingestor.dataset}[/] in {stats.seconds:.1f}s; "
+            f"committed {committed}",
+            highlight=False,
+            soft_wrap=True,  # one line per run, however many partitions, for logs and greps
+        )
 
 
 @app.command()

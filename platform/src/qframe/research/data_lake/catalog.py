@@ -572,10 +572,6 @@ class DataCatalog:
                 ).scalars()
             )
 
-    def list_datasets_sync(self) -> list[str]:
-        with self._engine.connect() as conn:
-            return list(conn.execute(select(m.datasets.c.name).distinct().order_by(m.datasets.c.name)).scalars())
-
     def count_sync(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(m.datasets)).scalar_one())

@@ -14,21 +14,18 @@ Messages: key = symbol (so one symbol's bars stay in one partition, in order), v
 * :func:`read_ingested` unions the versions and drops repeated (symbol, timestamp) bars as a last line
   of defence (e.g. a producer that published the same bar twice), keeping the lowest offset.
 
-Run it as a process: ``python -m qframe.research.data_lake.kafka_stream --bootstrap HOST:PORT --topic T
---lake file:///... --catalog sqlite:///... --group G --max-idle-seconds 10``.
+Run it as a process with ``qframe data stream --bootstrap HOST:PORT --topic T --group G --lake file:///...
+--catalog sqlite:///... --max-idle-seconds 10`` (``qframe data stream --help`` lists every option).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import signal
-import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -38,7 +35,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from qframe.research.data_lake.catalog import DataCatalog, DataQuality, DatasetRef, DatasetType
 from qframe.research.data_lake.ingestion import QUARANTINE_PREFIX, DataIngestionPipeline
-from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists, storage_from_url
+from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists
 from qframe.research.data_lake.storage_layout import StorageMetadata, TimestampLike, check_dataset_name
 from qframe.research.data_lake.validation import NUMERIC_COLUMNS, REQUIRED_COLUMNS, validate_market_data
 
@@ -219,10 +216,6 @@ class IngestStats:
     seconds: float = 0.0
     committed: dict[int, int] = field(default_factory=dict)
 
-    @property
-    def bars_per_second(self) -> float:
-        return self.bars_written / self.seconds if self.seconds > 0 else 0.0
-
 
 class KafkaBarIngestor:
     """Consumes bars from ``topic`` in micro-batches and writes each partition's batch as one lake version.
@@ -281,8 +274,12 @@ class KafkaBarIngestor:
         max_idle_seconds: float | None = None,
         max_batches: int | None = None,
         stop: threading.Event | None = None,
+        on_batch: Callable[[IngestStats], None] | None = None,
     ) -> IngestStats:
-        """Consumes until ``stop`` is set, ``max_batches`` are done or ``max_idle_seconds`` pass without a message."""
+        """Consumes until ``stop`` is set, ``max_batches`` are done or ``max_idle_seconds`` pass without a message.
+
+        ``on_batch`` sees the running counters after every batch whose offsets were handled (e.g. a progress line).
+        """
         stats = IngestStats()
         began = last_message = time.monotonic()
         self._assigned_at = None
@@ -294,6 +291,8 @@ class KafkaBarIngestor:
                 if batch:
                     last_message = time.monotonic()
                     self._flush(consumer, batch, stats)
+                    if on_batch is not None:
+                        on_batch(stats)
                     if max_batches is not None and stats.batches >= max_batches:
                         break
                 elif max_idle_seconds is not None and self._idle_for(last_message, began) >= max_idle_seconds:
@@ -501,70 +500,5 @@ def _dtype(column: str) -> str:
 
 
 def offsets_summary(stats: IngestStats) -> str:
+    """``p0->120, p1->98``: the restart point this run committed for each partition it handled."""
     return ", ".join(f"p{p}->{o}" for p, o in sorted(stats.committed.items()))
-
-
-# --- process entry point ----------------------------------------------------------------------------
-
-
-def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m qframe.research.data_lake.kafka_stream",
-        description="Consume OHLCV bars from a Kafka topic into the data lake (at least once, idempotent).",
-    )
-    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--lake", required=True, help="lake URL: file:///path, s3://bucket/prefix")
-    parser.add_argument("--catalog", default=None, help="SQLAlchemy URL of the catalog (optional)")
-    parser.add_argument("--group", required=True, help="consumer group id")
-    parser.add_argument("--dataset", default=None, help="dataset name (default stream.<topic>)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--batch-timeout", type=float, default=DEFAULT_BATCH_TIMEOUT_S, help="seconds")
-    parser.add_argument("--max-idle-seconds", type=float, default=None, help="exit after this long without messages")
-    parser.add_argument(
-        "--session-timeout-ms",
-        type=int,
-        default=None,
-        help="consumer session timeout; a killed member's partitions move after this long (librdkafka default 45000)",
-    )
-    parser.add_argument("--no-quarantine", action="store_true", help="stop on an invalid batch instead")
-    parser.add_argument("--s3-endpoint-url", default=None, help="S3 API endpoint (MinIO, moto) for s3:// lakes")
-    return parser.parse_args(None if argv is None else list(argv))
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    args = _parse_args(argv)
-    options = {"endpoint_url": args.s3_endpoint_url} if args.s3_endpoint_url else {}
-    storage = storage_from_url(args.lake, **options)
-    catalog = DataCatalog(args.catalog) if args.catalog else None
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        ingestor = KafkaBarIngestor(
-            args.bootstrap,
-            args.topic,
-            storage,
-            catalog,
-            group_id=args.group,
-            dataset=args.dataset,
-            batch_size=args.batch_size,
-            batch_timeout_s=args.batch_timeout,
-            quarantine=not args.no_quarantine,
-            consumer_config=(
-                {"session.timeout.ms": args.session_timeout_ms} if args.session_timeout_ms is not None else None
-            ),
-        )
-        stats = ingestor.run(max_idle_seconds=args.max_idle_seconds, stop=stop)
-    finally:
-        if catalog is not None:
-            catalog.close()
-    sys.stderr.write(
-        f"ingested {stats.bars_written} bars in {stats.versions_written} versions from {stats.messages} messages "
-        f"({stats.skipped_already_stored} already stored) in {stats.seconds:.1f}s; committed {offsets_summary(stats)}\n"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,10 +24,10 @@ import structlog
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer, PerformanceAnalysis
+from qframe.research.backtesting.results import PARAM_PREFIX
 
 log = structlog.get_logger(__name__)
 
-PARAM_PREFIX = "param_"
 _MAX_ANNOTATED_CELLS = 150
 
 

@@ -1,5 +1,7 @@
 """Experiment tracking: one parent run per sweep, nested runs per strategy (MLflow or in memory).
 
+A pure adapter: it logs the params, metrics, results frames and files it is given and computes none of
+them (summaries are in ``backtesting.results``, tear sheets and strategy reports in ``reporting``).
 ``MlflowTracker`` is imported lazily so that ``import qframe.research.tracking`` never imports mlflow.
 """
 
@@ -17,8 +19,6 @@ from qframe.research.tracking.base import (
     TrackingUnavailableError,
     flatten_params,
 )
-from qframe.research.tracking.strategy_report import StrategyReport, log_strategy_report
-from qframe.research.tracking.summary import StrategySummary, summarize_results
 
 if TYPE_CHECKING:
     from qframe.research.tracking.mlflow_tracking import MlflowTracker
@@ -29,14 +29,10 @@ __all__ = [
     "MlflowTracker",
     "RecordedStrategy",
     "RecordedSweep",
-    "StrategyReport",
-    "StrategySummary",
     "SweepRun",
     "TrackingError",
     "TrackingUnavailableError",
     "flatten_params",
-    "log_strategy_report",
-    "summarize_results",
 ]
 
 

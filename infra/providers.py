@@ -1,0 +1,27 @@
+"""The providers of a stack, built once by the program and handed to components via ``providers=``.
+
+Components never build providers: a child resource finds its provider through its parent, so one
+AWS provider (one region, one set of default tags) serves every AWS resource of the stack.
+"""
+
+from __future__ import annotations
+
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.config import PROJECT, AwsSettings
+
+
+def kubernetes_provider() -> k8s.Provider:
+    # The cluster comes from the ambient kubeconfig (KUBECONFIG or kubernetes:context).
+    return k8s.Provider("k8s", enable_server_side_apply=True)
+
+
+def aws_tags(aws_cfg: AwsSettings, *, environment: str, stack: str) -> dict[str, str]:
+    """The stack's AWS tags plus the platform's standard tags (which win on a clash)."""
+    return {**aws_cfg.tags, "project": PROJECT, "stack": stack, "environment": environment}
+
+
+def aws_provider(region: str, tags: dict[str, str]) -> aws.Provider:
+    """The stack's one AWS provider; ``tags`` (``aws_tags``) become every AWS resource's default tags."""
+    return aws.Provider("aws", region=region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))

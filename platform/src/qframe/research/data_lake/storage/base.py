@@ -1,0 +1,524 @@
+"""What every lake backend shares: datasets and objects over an fsspec filesystem, manifest-committed versions.
+
+:class:`DataLakeStorage` does all the work; a backend (``local``, ``s3``, ``memory``) only builds the
+filesystem and says how to put one object atomically (``_write``).
+
+A version is visible only once its ``_manifest.json`` exists; the manifest is written last, in one atomic
+put, and lists every data file with its size and sha256. Data files go to a fresh ``attempt-<id>``
+directory per write, so an overwrite never touches the files a committed manifest points at, and a
+crashed writer leaves only an unreferenced attempt directory, removed by the next write of that version.
+
+Concurrency: writers of one version without ``overwrite`` race safely - exactly one create-only commit
+wins, the others get :class:`DatasetVersionExists` and remove their files. Readers holding an old
+manifest while a version is overwritten may see its files disappear (:class:`DatasetNotFound` naming the
+version; read again). Two *overwriting* writers of the same version at the same time are not supported:
+the last commit wins, and the first one's clean-up may remove files the last one is still writing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import structlog
+from fsspec import AbstractFileSystem
+from qframe.research.data_lake.storage.parquet import arrow_table, empty_schema, parquet_bytes
+from qframe.research.data_lake.storage_layout import (
+    ATTEMPT_PREFIX,
+    DATASETS_DIR,
+    LATEST,
+    MANIFEST_NAME,
+    SYMBOL_COLUMN,
+    FileEntry,
+    LayoutError,
+    StorageError,
+    StorageMetadata,
+    TimePartition,
+    TimestampLike,
+    check_dataset_name,
+    check_extra,
+    check_key,
+    check_prefix,
+    check_version,
+    content_checksum,
+    normalise_frame,
+    partition_path,
+    plan_partitions,
+    to_utc_timestamp,
+    version_dir,
+)
+
+log = structlog.get_logger(__name__)
+
+TMP_PREFIX: Final = ".tmp-"
+MAX_ROWS_PER_FILE: Final = 2_000_000
+DEFAULT_IO_THREADS: Final = 8
+
+
+class DatasetVersionExists(StorageError):  # noqa: N818 - contract names
+    """A write of an already committed version without ``overwrite=True``."""
+
+
+class DatasetNotFound(StorageError, LookupError):  # noqa: N818 - contract names
+    """No committed version (or no dataset) under that name."""
+
+
+class DatasetCorrupted(StorageError):  # noqa: N818 - contract names
+    """A data file no longer matches the size or sha256 its manifest recorded (``verify=True``)."""
+
+
+class ObjectNotFound(StorageError, KeyError):  # noqa: N818 - contract names
+    """``get_bytes`` of a key that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class ObjectExists(StorageError):  # noqa: N818 - contract names
+    """``put_bytes(..., overwrite=False)`` of a key that already exists."""
+
+
+class DataLakeStorage(ABC):
+    """Datasets and plain objects under one root of an fsspec filesystem.
+
+    Keys are ``/``-separated paths relative to the root. Datasets live under ``datasets/<name>/<version>/``.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, root: str, *, io_threads: int = DEFAULT_IO_THREADS) -> None:
+        if io_threads < 1:
+            raise LayoutError(f"io_threads={io_threads}: use at least 1")
+        self._fs = fs
+        self._root = root.rstrip("/")
+        self._io_threads = io_threads
+
+    # --- backend hooks -----------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """URI of the storage root: ``file:///...``, ``s3://bucket/prefix`` or ``memory://...``."""
+
+    def _write(self, path: str, data: bytes, *, exclusive: bool) -> None:
+        """Puts one object atomically; with ``exclusive`` raises FileExistsError if it exists."""
+        if exclusive and self._fs.exists(path):
+            raise FileExistsError(path)
+        self._fs.pipe_file(path, data)
+
+    def _remove_tree(self, path: str) -> None:
+        """Best effort: a concurrent writer may be adding files below ``path`` while it goes."""
+        try:
+            self._fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("lake.remove_failed", path=path, error=str(exc))
+
+    # --- paths -------------------------------------------------------------------------------------
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The fsspec filesystem (e.g. to hand ``dataset_files`` to Dask)."""
+        return self._fs
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key}" if self._root else key
+
+    def _key(self, path: str) -> str:
+        path = self._fs._strip_protocol(path)
+        return path[len(self._root) + 1 :] if self._root else path.lstrip("/")
+
+    def uri(self, key: str) -> str:
+        """Full URI of a key (the manifest ``location`` is the URI of the version directory)."""
+        return f"{self.url.rstrip('/')}/{key}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # --- object primitives -------------------------------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+        """Stores ``data`` under ``key`` in one atomic put; ``overwrite=False`` refuses an existing key."""
+        check_key(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise LayoutError(f"put_bytes({key!r}) needs bytes, got {type(data).__name__}: encode it first")
+        try:
+            self._write(self._path(key), bytes(data), exclusive=not overwrite)
+        except FileExistsError:
+            raise ObjectExists(
+                f"object {key!r} already exists in {self.url}; pass overwrite=True to replace it"
+            ) from None
+
+    def get_bytes(self, key: str) -> bytes:
+        check_key(key)
+        try:
+            data: bytes = self._fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key!r} in {self.url}") from None
+        return data
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        return bool(self._fs.isfile(self._path(key)))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key starting with ``prefix`` (a plain string prefix, as in S3), sorted."""
+        check_prefix(prefix)
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(directory) if directory else self._root
+        try:
+            found = self._fs.find(base)
+        except FileNotFoundError:
+            return []
+        keys = (self._key(path) for path in found)
+        return sorted(
+            key for key in keys if key.startswith(prefix) and not key.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+        )
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Deletes every key starting with ``prefix``; an empty prefix is refused (it would wipe the lake)."""
+        check_prefix(prefix)
+        if not prefix.strip("/"):
+            raise LayoutError("delete_prefix('') would delete the whole lake; pass a non-empty prefix")
+        if prefix.endswith("/"):
+            with suppress(FileNotFoundError):
+                self._fs.rm(self._path(prefix.rstrip("/")), recursive=True)
+            return
+        for key in self.list_keys(prefix):
+            with suppress(FileNotFoundError):
+                self._fs.rm_file(self._path(key))
+
+    # --- datasets: write ---------------------------------------------------------------------------
+
+    def write_dataset(
+        self,
+        name: str,
+        df: pd.DataFrame,
+        *,
+        version: str,
+        overwrite: bool = False,
+        time_column: str = "timestamp",
+        time_partition: TimePartition | None = "month",
+        extra: Mapping[str, str] | None = None,
+    ) -> StorageMetadata:
+        """Writes ``df`` as version ``version`` of dataset ``name`` and commits it atomically.
+
+        Rows are stored sorted by (symbol, time) in ``symbol=<sym>/<time_partition>=<bucket>/`` files.
+        Timestamps must be timezone-aware UTC (naive or other zones are refused with the fix to apply).
+        """
+        check_dataset_name(name)
+        check_version(version)
+        extra_map = check_extra(extra)
+        if time_partition not in (None, "day", "month", "year"):
+            raise LayoutError(f"time_partition={time_partition!r}: use 'day', 'month', 'year' or None")
+        frame = normalise_frame(df, time_column=time_column)
+        vdir = version_dir(name, version)
+        manifest_path = self._path(f"{vdir}/{MANIFEST_NAME}")
+        if not overwrite and self._fs.exists(manifest_path):
+            raise DatasetVersionExists(
+                f"dataset {name!r} version {version!r} is already committed in {self.url}; versions are immutable: "
+                "write a new version, or pass overwrite=True to replace it"
+            )
+
+        slices = plan_partitions(
+            frame, time_column=time_column, time_partition=time_partition, max_rows_per_file=MAX_ROWS_PER_FILE
+        )
+        table = arrow_table(frame)
+        times = frame[time_column]
+        attempt = f"{ATTEMPT_PREFIX}{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        relative_paths: list[str] = []
+        part = 0
+        for index, slice_ in enumerate(slices):
+            same_partition = index > 0 and (slices[index - 1].symbol, slices[index - 1].bucket) == (
+                slice_.symbol,
+                slice_.bucket,
+            )
+            part = part + 1 if same_partition else 0
+            relative_paths.append(f"{attempt}/{partition_path(slice_, time_partition=time_partition, part=part)}")
+
+        def write_one(index: int) -> FileEntry:
+            slice_ = slices[index]
+            data = parquet_bytes(table.slice(slice_.start, slice_.stop - slice_.start))
+            self._write(self._path(f"{vdir}/{relative_paths[index]}"), data, exclusive=False)
+            return FileEntry(
+                path=relative_paths[index],
+                symbol=slice_.symbol,
+                rows=slice_.stop - slice_.start,
+                size_bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                start=times.iloc[slice_.start],
+                end=times.iloc[slice_.stop - 1],
+            )
+
+        attempt_path = self._path(f"{vdir}/{attempt}")
+        try:
+            entries = self._map_io(write_one, range(len(slices)))
+            metadata = StorageMetadata(
+                name=name,
+                version=version,
+                location=self.uri(vdir),
+                files=tuple(entry.path for entry in entries),
+                row_count=len(frame),
+                size_bytes=sum(entry.size_bytes for entry in entries),
+                checksum=content_checksum(entries, attempt),
+                schema={f.name: str(f.type) for f in table.schema},
+                symbols=tuple(sorted({entry.symbol for entry in entries})),
+                start=min(entry.start for entry in entries),
+                end=max(entry.end for entry in entries),
+                partitioning=(SYMBOL_COLUMN,) if time_partition is None else (SYMBOL_COLUMN, time_partition),
+                created_at=pd.Timestamp.now(tz="UTC"),
+                extra=extra_map,
+                time_column=time_column,
+                file_entries=tuple(entries),
+                arrow_schema=base64.b64encode(table.schema.serialize().to_pybytes()).decode(),
+            )
+            try:
+                self._write(manifest_path, metadata.to_json_bytes(), exclusive=not overwrite)
+            except FileExistsError:
+                raise DatasetVersionExists(
+                    f"dataset {name!r} version {version!r} was committed by another writer while this one was "
+                    "writing; versions are immutable: write a new version or pass overwrite=True"
+                ) from None
+        except DatasetVersionExists:
+            self._remove_tree(attempt_path)
+            raise
+        except Exception as exc:
+            self._remove_tree(attempt_path)
+            # A concurrent writer that committed first also sweeps our attempt dir; say what really happened.
+            if not overwrite and self._fs.exists(manifest_path):
+                raise DatasetVersionExists(
+                    f"dataset {name!r} version {version!r} was committed by another writer while this one was "
+                    "writing; versions are immutable: write a new version or pass overwrite=True"
+                ) from exc
+            raise
+        except BaseException:
+            self._remove_tree(attempt_path)
+            raise
+        try:
+            self._clean_stale_attempts(vdir)
+        except OSError as exc:  # committed already; leftovers stay invisible and the next write sweeps them
+            log.warning("lake.cleanup_failed", dataset=name, version=version, error=str(exc))
+        log.info(
+            "lake.version_committed",
+            dataset=name,
+            version=version,
+            rows=metadata.row_count,
+            files=len(entries),
+            bytes=metadata.size_bytes,
+            location=metadata.location,
+        )
+        return metadata
+
+    def _clean_stale_attempts(self, vdir: str) -> None:
+        """Removes attempt dirs (and temp files) the current manifest does not reference."""
+        try:
+            current = self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir)
+        except DatasetNotFound:
+            return
+        keep = {entry.path.split("/", 1)[0] for entry in current.file_entries}
+        for entry in self._fs.ls(self._path(vdir), detail=True):
+            base = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            stale_attempt = base.startswith(ATTEMPT_PREFIX) and base not in keep
+            if stale_attempt or base.startswith(TMP_PREFIX):
+                log.info("lake.stale_attempt_removed", path=entry["name"])
+                self._remove_tree(entry["name"])
+
+    def _map_io(self, func: Callable[[int], Any], items: range) -> list[Any]:
+        if self._io_threads == 1 or len(items) <= 1:
+            return [func(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(self._io_threads, len(items))) as pool:
+            return list(pool.map(func, items))
+
+    # --- datasets: read ----------------------------------------------------------------------------
+
+    def _load_manifest_path(self, path: str, *, source: str) -> StorageMetadata:
+        try:
+            data = self._fs.cat_file(path)
+        except FileNotFoundError:
+            raise DatasetNotFound(f"no committed manifest at {source}") from None
+        return StorageMetadata.from_json_bytes(data, source=self.uri(source))
+
+    def manifest(self, name: str, version: str = LATEST) -> StorageMetadata:
+        """The committed manifest of a version (``latest`` = most recently committed)."""
+        check_dataset_name(name)
+        check_version(version, allow_latest=True)
+        if version == LATEST:
+            manifests = self._committed(name)
+            if not manifests:
+                raise DatasetNotFound(f"dataset {name!r} has no committed version in {self.url}")
+            return manifests[-1]
+        vdir = version_dir(name, version)
+        try:
+            return self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir)
+        except DatasetNotFound:
+            known = [m.version for m in self._committed(name)]
+            raise DatasetNotFound(
+                f"dataset {name!r} has no committed version {version!r} in {self.url}; committed versions: {known}"
+            ) from None
+
+    def _committed(self, name: str) -> list[StorageMetadata]:
+        try:
+            entries = self._fs.ls(self._path(f"{DATASETS_DIR}/{name}"), detail=True)
+        except FileNotFoundError:
+            return []
+        vdirs = [
+            version_dir(name, entry["name"].rstrip("/").rsplit("/", 1)[-1])
+            for entry in entries
+            if entry.get("type") == "directory"
+        ]
+
+        def load(index: int) -> StorageMetadata | None:
+            # One GET per version; fetched in parallel because on S3 each is a round trip.
+            try:
+                return self._load_manifest_path(self._path(f"{vdirs[index]}/{MANIFEST_NAME}"), source=vdirs[index])
+            except DatasetNotFound:
+                return None
+
+        manifests = [m for m in self._map_io(load, range(len(vdirs))) if m is not None]
+        return sorted(manifests, key=lambda m: (m.created_at, m.version))
+
+    def list_versions(self, name: str) -> list[str]:
+        """Committed versions only, oldest first."""
+        check_dataset_name(name)
+        return [m.version for m in self._committed(name)]
+
+    def list_datasets(self) -> list[str]:
+        """Names of datasets with at least one committed version, sorted."""
+        try:
+            entries = self._fs.ls(self._path(DATASETS_DIR), detail=True)
+        except FileNotFoundError:
+            return []
+        names = sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
+        return [n for n in names if self._committed(n)]
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Uncommits (manifest first, so readers never see a half-deleted version) then removes the files."""
+        check_dataset_name(name)
+        check_version(version)
+        vdir = version_dir(name, version)
+        manifest_path = self._path(f"{vdir}/{MANIFEST_NAME}")
+        if not self._fs.exists(manifest_path):
+            raise DatasetNotFound(f"dataset {name!r} has no committed version {version!r} in {self.url}")
+        self._fs.rm_file(manifest_path)
+        self._remove_tree(self._path(vdir))
+        log.info("lake.version_deleted", dataset=name, version=version)
+
+    def dataset_files(
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        symbols: Sequence[str] | str | None = None,
+        start: TimestampLike | None = None,
+        end: TimestampLike | None = None,
+    ) -> list[str]:
+        """URIs of the data files a read with these filters opens (partition pruning by the manifest)."""
+        meta = self.manifest(name, version)
+        return [
+            self.uri(f"{version_dir(meta.name, meta.version)}/{e.path}")
+            for e in self._select(meta, symbols, start, end)[0]
+        ]
+
+    def _select(
+        self,
+        meta: StorageMetadata,
+        symbols: Sequence[str] | str | None,
+        start: TimestampLike | None,
+        end: TimestampLike | None,
+    ) -> tuple[list[FileEntry], pd.Timestamp | None, pd.Timestamp | None]:
+        lo = None if start is None else to_utc_timestamp(start, what="start")
+        hi = None if end is None else to_utc_timestamp(end, what="end")
+        if lo is not None and hi is not None and lo >= hi:
+            raise LayoutError(f"start={lo} is not before end={hi} (start is inclusive, end exclusive)")
+        wanted: set[str] | None = None
+        if symbols is not None:
+            wanted = {symbols} if isinstance(symbols, str) else set(symbols)
+            bad = [s for s in wanted if not isinstance(s, str)]
+            if bad:
+                raise LayoutError(f"symbols must be strings, got {bad!r}")
+        entries = [e for e in meta.file_entries if (wanted is None or e.symbol in wanted) and e.overlaps(lo, hi)]
+        return entries, lo, hi
+
+    def read_dataset(
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        symbols: Sequence[str] | str | None = None,
+        start: TimestampLike | None = None,
+        end: TimestampLike | None = None,
+        columns: Sequence[str] | None = None,
+        verify: bool = False,
+    ) -> pd.DataFrame:
+        """Rows of one version, sorted by (symbol, time); ``start`` inclusive, ``end`` exclusive (UTC).
+
+        Only the files of the selected symbols and time buckets are opened, and inside them only the row
+        groups whose statistics overlap the range. ``columns`` always keeps the symbol and time columns.
+        ``verify=True`` checks every file read against the size and sha256 in the manifest.
+        """
+        meta = self.manifest(name, version)
+        entries, lo, hi = self._select(meta, symbols, start, end)
+        tc = meta.time_column
+        if columns is not None:
+            if isinstance(columns, str):
+                raise LayoutError(f"columns must be a list of names, got the string {columns!r}: wrap it in [...]")
+            unknown = [c for c in columns if c not in meta.schema]
+            if unknown:
+                raise LayoutError(
+                    f"unknown column(s) {unknown} in {name!r} {meta.version!r}; available: {list(meta.schema)}"
+                )
+            wanted = {*columns, tc, SYMBOL_COLUMN}
+            selected: list[str] | None = [c for c in meta.schema if c in wanted]
+        else:
+            selected = None
+
+        condition = None
+        if lo is not None:
+            condition = pc.field(tc) >= pa.scalar(lo, type=pa.timestamp("ns", tz="UTC"))
+        if hi is not None:
+            upper = pc.field(tc) < pa.scalar(hi, type=pa.timestamp("ns", tz="UTC"))
+            condition = upper if condition is None else condition & upper
+        vdir = version_dir(meta.name, meta.version)
+
+        def read_one(index: int) -> pa.Table:
+            entry = entries[index]
+            path = self._path(f"{vdir}/{entry.path}")
+            try:
+                if verify:
+                    data = self._fs.cat_file(path)
+                    _check_file(entry, data, meta)
+                    return pq.read_table(pa.BufferReader(data), columns=selected, filters=condition)
+                with self._fs.open(path, "rb") as handle:
+                    return pq.read_table(handle, columns=selected, filters=condition)
+            except FileNotFoundError:
+                raise DatasetNotFound(
+                    f"data file {entry.path} of {meta.name!r} {meta.version!r} is gone (the version was overwritten "
+                    "or deleted while reading); read again"
+                ) from None
+
+        if not entries:
+            full = empty_schema(meta)
+            keep = [f.name for f in full if selected is None or f.name in selected]
+            return full.empty_table().select(keep).to_pandas()
+        tables = self._map_io(read_one, range(len(entries)))
+        frame = pa.concat_tables(tables).to_pandas()
+        log.debug("lake.read", dataset=name, version=meta.version, files=len(entries), rows=len(frame))
+        return frame
+
+
+def _check_file(entry: FileEntry, data: bytes, meta: StorageMetadata) -> None:
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != entry.size_bytes or digest != entry.sha256:
+        raise DatasetCorrupted(
+            f"{meta.location}/{entry.path}: expected {entry.size_bytes} bytes sha256 {entry.sha256}, found "
+            f"{len(data)} bytes sha256 {digest}; rewrite the version (overwrite=True) from its source"
+        )
