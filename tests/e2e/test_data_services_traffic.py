@@ -1,0 +1,254 @@
+"""Real traffic through the data services on the real node, from pods inside the cluster.
+
+The stack is up (tests/e2e/conftest.py); this file runs before test_pulumi_up.py's destroy (file
+order). A client pod made from the tools image carries the labels the charts' NetworkPolicies
+admit and the consumers' Secrets as environment, exactly as a workload of the platform would; a
+second pod without the labels shows the policies are enforced, not just rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT
+from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT
+from infra.components.object_store import consumer_secret_name as object_store_secret
+from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT
+from infra.components.postgres import consumer_secret_name as postgres_secret
+from infra.config import parse_raw_config
+from infra.images import image_ref
+from infra.offline import REPO_ROOT, load_stack_file
+from tests.e2e.conftest import DevStack
+from tools.devstack.paths import require_tools
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+NAMESPACE = "qframe"
+CLIENT_LABELS = {**OBJECT_STORE_CLIENT, **POSTGRES_CLIENT, **KAFKA_CLIENT}
+# The consumer whose credentials the client uses, and one whose resources it must not reach.
+OWN, OTHER_BUCKET_OWNER, OTHER_DATABASE_OWNER = "research", "mlflow", "mlflow"
+POSTGRES_CONSUMER = "catalog"
+CONNECT_TIMEOUT_S = 5
+
+
+def _kubectl(stack: DevStack, *args: str, input_text: str | None = None, check: bool = True) -> str:
+    kubectl = require_tools("kubectl")["kubectl"]
+    proc = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(stack.kubeconfig), *args],
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args[:3])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def _secret_env(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def client_pod(name: str, image: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """A restricted-profile pod that idles so tests can exec into it; env from the consumers' Secrets."""
+    env = [
+        _secret_env("S3_ENDPOINT", object_store_secret(OWN), "endpoint"),
+        _secret_env("S3_ACCESS_KEY", object_store_secret(OWN), "access-key"),
+        _secret_env("S3_SECRET_KEY", object_store_secret(OWN), "secret-key"),
+        _secret_env("S3_OWN_BUCKET", object_store_secret(OWN), "bucket-data-lake"),
+        _secret_env("S3_OTHER_BUCKET", object_store_secret(OTHER_BUCKET_OWNER), "bucket-mlflow-artifacts"),
+        _secret_env("PG_URI", postgres_secret(POSTGRES_CONSUMER), "uri"),
+        _secret_env("PG_USER", postgres_secret(POSTGRES_CONSUMER), "username"),
+        _secret_env("PG_DATABASE", postgres_secret(POSTGRES_CONSUMER), "database"),
+        _secret_env("PG_OTHER_DATABASE", postgres_secret(OTHER_DATABASE_OWNER), "database"),
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": name, **labels}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "env": env,
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "128Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _tools_image() -> str:
+    config = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
+    return image_ref(config.images, "tools").reference
+
+
+@pytest.fixture(scope="module")
+def pods(devstack: DevStack) -> Iterator[dict[str, str]]:
+    image = _tools_image()
+    names = {"client": "e2e-client", "stranger": "e2e-stranger"}
+    manifests = [client_pod(names["client"], image, CLIENT_LABELS), client_pod(names["stranger"], image, {})]
+    _kubectl(
+        devstack, "apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+    )
+    try:
+        for name in names.values():
+            _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
+        yield names
+    finally:
+        _kubectl(devstack, "delete", "pod", "-n", NAMESPACE, *names.values(), "--wait=false", check=False)
+
+
+def run_in(stack: DevStack, pod: str, script: str) -> subprocess.CompletedProcess[str]:
+    kubectl = require_tools("kubectl")["kubectl"]
+    return subprocess.run(
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(stack.kubeconfig),
+            "exec",
+            "-n",
+            NAMESPACE,
+            pod,
+            "--",
+            "python3",
+            "-c",
+            textwrap.dedent(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+OBJECT_STORE_SCRIPT = """
+    import json, os, uuid
+    import boto3
+    from botocore.exceptions import ClientError
+    s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT"], aws_access_key_id=os.environ["S3_ACCESS_KEY"],
+                      aws_secret_access_key=os.environ["S3_SECRET_KEY"], region_name="us-east-1")
+    key, body = f"e2e/{uuid.uuid4()}.txt", uuid.uuid4().bytes
+    s3.put_object(Bucket=os.environ["S3_OWN_BUCKET"], Key=key, Body=body)
+    read = s3.get_object(Bucket=os.environ["S3_OWN_BUCKET"], Key=key)["Body"].read()
+    s3.delete_object(Bucket=os.environ["S3_OWN_BUCKET"], Key=key)
+    try:
+        s3.put_object(Bucket=os.environ["S3_OTHER_BUCKET"], Key=key, Body=body)
+        other = "allowed"
+    except ClientError as exc:
+        other = exc.response["Error"]["Code"]
+    print(json.dumps({"round_trip": read == body, "other_bucket": other}))
+"""
+
+
+def test_object_store_consumer_reads_its_bucket_and_is_denied_another(devstack: DevStack, pods: dict[str, str]) -> None:
+    result = _last_json(run_in(devstack, pods["client"], OBJECT_STORE_SCRIPT))
+    assert result == {"round_trip": True, "other_bucket": "AccessDenied"}
+
+
+POSTGRES_SCRIPT = """
+    import json, os
+    import psycopg
+    with psycopg.connect(os.environ["PG_URI"], connect_timeout=10) as conn:
+        user, database = conn.execute("select current_user, current_database()").fetchone()
+        conn.execute("create table if not exists e2e_probe (id int primary key)")
+        conn.execute("insert into e2e_probe values (1) on conflict do nothing")
+        rows = conn.execute("select count(*) from e2e_probe").fetchone()[0]
+        conn.execute("drop table e2e_probe")
+    other = psycopg.conninfo.conninfo_to_dict(os.environ["PG_URI"])
+    other["dbname"] = os.environ["PG_OTHER_DATABASE"]
+    try:
+        psycopg.connect(**other, connect_timeout=10).close()
+        denied = ""
+    except psycopg.OperationalError as exc:
+        denied = str(exc)
+    print(json.dumps({"as_own_login": [user, database] == [os.environ["PG_USER"], os.environ["PG_DATABASE"]],
+                      "rows": rows, "other_database_error": denied}))
+"""
+
+
+def test_postgres_consumer_logs_in_to_its_database_and_is_denied_another(
+    devstack: DevStack, pods: dict[str, str]
+) -> None:
+    result = _last_json(run_in(devstack, pods["client"], POSTGRES_SCRIPT))
+    assert result["rows"] == 1
+    assert result["as_own_login"], result
+    denied = result["other_database_error"]
+    assert denied, f"consumer {POSTGRES_CONSUMER} could connect to another consumer's database"
+    assert "permission denied" in denied or "no pg_hba.conf entry" in denied, denied
+
+
+KAFKA_SCRIPT = """
+    import json, uuid
+    from confluent_kafka import Consumer, Producer
+    servers, topic, marker = "kafka.qframe.svc:9092", "market-data.1m", str(uuid.uuid4())
+    producer = Producer({"bootstrap.servers": servers, "acks": "all"})
+    delivered = []
+    producer.produce(topic, key=b"e2e", value=marker.encode(), on_delivery=lambda err, msg: delivered.append(err))
+    producer.flush(30)
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": marker, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    seen = False
+    for _ in range(60):
+        message = consumer.poll(1.0)
+        if message is not None and message.error() is None and message.value() == marker.encode():
+            seen = True
+            break
+    consumer.close()
+    print(json.dumps({"delivered": delivered == [None], "consumed": seen}))
+"""
+
+
+def test_kafka_topic_round_trip(devstack: DevStack, pods: dict[str, str]) -> None:
+    result = _last_json(run_in(devstack, pods["client"], KAFKA_SCRIPT))
+    assert result == {"delivered": True, "consumed": True}
+
+
+CONNECT_SCRIPT = f"""
+    import json, socket
+    TIMEOUT = {CONNECT_TIMEOUT_S}
+    results = {{}}
+    for host, port in [("minio.qframe.svc", 9000), ("postgres.qframe.svc", 5432), ("kafka.qframe.svc", 9092)]:
+        try:
+            socket.create_connection((host, port), timeout=TIMEOUT).close()
+            results[host] = "connected"
+        except socket.timeout:
+            results[host] = "timeout"
+        except OSError as exc:
+            results[host] = type(exc).__name__ + ": " + str(exc)
+    print(json.dumps(results))
+"""
+
+
+def test_network_policies_refuse_a_pod_without_the_client_labels(devstack: DevStack, pods: dict[str, str]) -> None:
+    admitted = _last_json(run_in(devstack, pods["client"], CONNECT_SCRIPT))
+    refused = _last_json(run_in(devstack, pods["stranger"], CONNECT_SCRIPT))
+    assert set(admitted.values()) == {"connected"}, admitted
+    assert set(refused.values()) == {"timeout"}, refused
