@@ -6,7 +6,9 @@ They are the same builds tools/install makes for the local services (cached in
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -101,3 +103,26 @@ def ensure_tool(name: str, pins: Mapping[str, str], log_dir: Path) -> Path:
             f"tool input {name!r} is missing at {path} (log: {log})\n  fix: run tools/install {tool.install_step}"
         )
     return path
+
+
+def maven_jars(pom: Path, properties: Mapping[str, str], log_dir: Path) -> Path:
+    """The runtime jars of a recipe's pom.xml (Maven Central), cached by pom + properties."""
+    key_source = pom.read_bytes() + repr(sorted(properties.items())).encode()
+    key = hashlib.sha256(key_source).hexdigest()[:16]
+    cache = Path(os.environ.get("QFRAME_IMAGES_CACHE", Path.home() / ".cache" / "qframe-images")) / "maven" / key
+    if (cache / ".complete").is_file():
+        return cache / "lib"
+    if shutil.which("mvn") is None:
+        raise ToolMissingError("Maven is not installed\n  fix: apt-get install -y maven (or tools/install kafka)")
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"maven-{pom.parent.name}.log"
+    command = ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={cache / 'lib'}"]
+    command += ["-DincludeScope=runtime", *(f"-D{k}={v}" for k, v in sorted(properties.items()))]
+    with log.open("w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not any((cache / "lib").glob("*.jar")):
+        raise ToolMissingError(f"mvn dependency:copy-dependencies for {pom} failed (log: {log})\n  fix: read the log")
+    (cache / ".complete").touch()
+    return cache / "lib"

@@ -81,6 +81,8 @@ def _make_rootfs_tar(flavour: Flavour, pins: Mapping[str, str], tarball: Path, l
         out.write("$ " + " ".join(command) + "\n")
         out.flush()
         steps = [command, ["sh", "-c", TRIM_SCRIPT]]
+        if flavour.remove:
+            steps.append(["rm", "-rf", "--", *(path.lstrip("/") for path in flavour.remove)])
         for step in steps:
             done = subprocess.run(
                 step, cwd=rootfs if step is not command else None, stdout=out, stderr=subprocess.STDOUT, check=False

@@ -121,6 +121,9 @@ def stage_context(recipe: Recipe, pins: dict[str, str], context: Path) -> None:
         kind, _, name = source.partition(":")
         if kind == "tool":
             _copy_input(artifacts.ensure_tool(name, pins, logs), context / dest)
+        elif kind == "maven":
+            props = {key: pins[key] for key in recipe.versions}
+            _copy_input(artifacts.maven_jars(recipe.folder / name, props, logs), context / dest)
         else:
             wheels.local_wheel(REPO_ROOT / name, context / dest)
     if recipe.requirements is not None:

@@ -20,7 +20,7 @@ IMAGE_VERSIONS_FILE = IMAGES_DIR / "versions.env"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RECIPE_KEYS = {"title", "description", "uid", "bases", "versions", "probe", "serve", "inputs"}
-_INPUT_SOURCE = re.compile(r"^(tool|wheel):[A-Za-z0-9_./-]+$")
+_INPUT_SOURCE = re.compile(r"^(tool|wheel|maven):[A-Za-z0-9_./-]+$")
 
 
 class RecipeError(ValueError):
@@ -33,6 +33,8 @@ class Flavour:
 
     name: str
     packages: tuple[str, ...]
+    # Paths dropped from the rootfs after debootstrap (e.g. keys a package's postinst generated).
+    remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,14 @@ class Recipe:
 
     @property
     def requirements(self) -> Path | None:
-        path = self.folder / "requirements.txt"
-        return path if path.is_file() else None
+        """The hashed requirements file, or None for an image without Python deps."""
+        source, locked = self.folder / "requirements.in", self.folder / "requirements.txt"
+        if source.is_file() != locked.is_file():
+            raise RecipeError(
+                f"images/{self.name} has only one of requirements.in / requirements.txt\n"
+                f"  fix: python -m tools.images lock {self.name}"
+            )
+        return locked if locked.is_file() else None
 
 
 def _fail(where: Path, message: str, fix: str) -> RecipeError:
@@ -67,16 +75,28 @@ def load_flavours(path: Path = BASES_FILE) -> dict[str, Flavour]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     flavours: dict[str, Flavour] = {}
     for name, body in data.items():
-        if not _NAME.match(name) or not isinstance(body, dict) or set(body) != {"packages"}:
+        if (
+            not _NAME.match(name)
+            or not isinstance(body, dict)
+            or "packages" not in body
+            or set(body) - {"packages", "remove"}
+        ):
             raise _fail(
-                path, f"flavour [{name}] must be a lower-case name with exactly one key `packages`", "see README.md"
+                path, f"flavour [{name}] needs a lower-case name, `packages` and optional `remove`", "see README.md"
             )
         packages = body["packages"]
         if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
             raise _fail(
                 path, f"[{name}].packages must be a list of Debian package names", 'e.g. packages = ["python3"]'
             )
-        flavours[name] = Flavour(name=name, packages=tuple(sorted(packages)))
+        remove = body.get("remove", [])
+        if not isinstance(remove, list) or not all(
+            isinstance(r, str) and r.startswith("/") and ".." not in r for r in remove
+        ):
+            raise _fail(
+                path, f"[{name}].remove must be a list of absolute paths", 'e.g. remove = ["/etc/ssl/private/x.key"]'
+            )
+        flavours[name] = Flavour(name=name, packages=tuple(sorted(packages)), remove=tuple(sorted(remove)))
     return flavours
 
 
@@ -143,14 +163,6 @@ def parse_recipe(folder: Path, flavours: dict[str, Flavour], pins: dict[str, str
     if not isinstance(serve, bool):
         raise _fail(
             where, "`serve` must be true or false", "serve = true when the probe needs the default command running"
-        )
-    has_in = (folder / "requirements.in").is_file()
-    has_txt = (folder / "requirements.txt").is_file()
-    if has_in != has_txt:
-        raise _fail(
-            folder,
-            "has only one of requirements.in / requirements.txt",
-            f"run: python -m tools.images lock {folder.name}",
         )
     return Recipe(
         name=folder.name,

@@ -54,7 +54,7 @@ def _json_digest(identity: Mapping[str, object]) -> str:
 
 def base_identity(flavour: Flavour, pins: Mapping[str, str], trim_script: str) -> dict[str, object]:
     """What a base rootfs is made from; the mirror is left out (same packages from any mirror)."""
-    return {
+    identity: dict[str, object] = {
         "flavour": flavour.name,
         "packages": list(flavour.packages),
         "suite": pins["DEBIAN_SUITE"],
@@ -62,6 +62,9 @@ def base_identity(flavour: Flavour, pins: Mapping[str, str], trim_script: str) -
         "variant": "minbase",
         "trim": hashlib.sha256(trim_script.encode()).hexdigest(),
     }
+    if flavour.remove:  # only when used, so flavours without removals keep their tags
+        identity["remove"] = list(flavour.remove)
+    return identity
 
 
 def base_tag(flavour: Flavour, pins: Mapping[str, str], trim_script: str) -> str:
@@ -80,7 +83,10 @@ def input_identity(source: str, pins: Mapping[str, str], repo_root: Path = REPO_
         if not (project / "pyproject.toml").is_file():
             raise ValueError(f"wheel input {source!r}: {project} has no pyproject.toml")
         return f"{source}@{folder_digest(project)}"
-    raise ValueError(f"input source {source!r} must start with tool: or wheel:")
+    if kind == "maven":
+        # The pom is a recipe file (already in the recipe digest); its versions come from `versions`.
+        return source
+    raise ValueError(f"input source {source!r} must start with tool:, wheel: or maven:")
 
 
 def image_identity(

@@ -1,0 +1,3 @@
+#!/bin/sh
+# kafka-topics.sh --bootstrap-server host:port --list|--create|--describe ...
+exec /opt/kafka/bin/kafka-run-class.sh org.apache.kafka.tools.TopicCommand "$@"
