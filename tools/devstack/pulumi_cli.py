@@ -149,6 +149,10 @@ class PulumiWorkspace:
             "destroy", "--yes", "--skip-preview", "--stack", self.stack, kubeconfig=kubeconfig, stream=stream
         )
 
+    def forget(self) -> None:
+        """Removes the stack's record of resources (the cluster holding them was deleted)."""
+        self.run("stack", "rm", "--force", "--yes", "--preserve-config", self.stack)
+
     def preview_steps(self, kubeconfig: Path | None) -> list[dict[str, Any]]:
         """`pulumi preview --json`: one entry per resource with its planned op (same, update, replace...)."""
         proc = self.run("preview", "--json", "--stack", self.stack, kubeconfig=kubeconfig)

@@ -174,7 +174,7 @@ UNDO: dict[str, Callable[[Entry], None]] = {
     "sysctl": _undo_sysctl,
     "iptables": _undo_iptables,
     "ipsets": _undo_ipsets,
-    "mounts": lambda entry: _unmount_entry(entry),
+    "mounts": _unmount_entry,
     "cgroup": lambda entry: remove_cgroup(entry["name"]),
     "path": _undo_path,
 }

@@ -4,6 +4,7 @@ is finished by the next one, and `down` works from whatever state the journal an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.devstack.node import addons, configs, hostnet, pki
+from tools.devstack.node import addons, configs, dnsprobe, hostnet, pki
 from tools.devstack.node.configs import DaemonSpec
 from tools.devstack.node.journal import Journal
 from tools.devstack.node.layout import OWNER_FILE, NetworkPlan, NodeLayout
@@ -106,6 +107,11 @@ class RealNode:
 
     def journal(self) -> Journal:
         return Journal.load(self.layout.journal)
+
+    def api_ready(self) -> bool:
+        return self.supervisor.pid("kube-apiserver") is not None and self.supervisor.probe(
+            f"https://{self.net.node_ip}:{self.net.apiserver_port}/readyz"
+        )
 
     def exists(self) -> bool:
         return self.layout.journal.is_file() or any(self.supervisor.pid(n) for n in STOP_ORDER)
@@ -238,13 +244,17 @@ class RealNode:
             if ref in have or f"docker.io/{ref}" in have:
                 continue
             # --no-unpack would defer unpacking to the first pod start; unpack now, it is warm then.
-            _run([*base, "images", "import", "--digests", str(archive)], timeout=600)
+            _run([*base, "images", "import", str(archive)], timeout=600)
             imported.append(ref)
         return imported
 
     def start_node_daemons(self) -> dict[str, float]:
+        return self._start(["kubelet", "kube-proxy"])
+
+    def start_policy_controller(self) -> dict[str, float]:
+        """kube-router's firewall; it looks its Node up at start, so it runs once kubelet registered."""
         self.apply(addons.kube_router_rbac())
-        return self._start(["kubelet", "kube-proxy", "kube-router"])
+        return self._start(["kube-router"])
 
     def wait_node_ready(self, timeout_s: float = 90) -> float:
         start = time.monotonic()
@@ -269,23 +279,23 @@ class RealNode:
         self._start([PROVISIONER])
 
     def wait_dns(self, timeout_s: float = 120) -> float:
+        """Until kubernetes.default resolves through the kube-dns ClusterIP, queried from the host."""
         start = time.monotonic()
-        try:
-            self.kubectl(
-                "-n",
-                "kube-system",
-                "rollout",
-                "status",
-                "deployment/coredns",
-                f"--timeout={int(timeout_s)}s",
-                timeout=timeout_s + 10,
-            )
-        except NodeError as exc:
-            pods = self.kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "wide")
-            raise NodeError(
-                f"CoreDNS not ready: {exc}\n{pods}\nread: kubectl -n kube-system logs deploy/coredns"
-            ) from None
-        return time.monotonic() - start
+        name = f"kubernetes.default.svc.{self.net.cluster_domain}"
+        last = "no answer yet"
+        while time.monotonic() - start < timeout_s:
+            try:
+                if dnsprobe.resolve(self.net.cluster_dns, name) == [self.net.kubernetes_service_ip]:
+                    return time.monotonic() - start
+                last = "wrong or empty answer"
+            except (OSError, ValueError) as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        pods = self.kubectl("-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "wide")
+        raise NodeError(
+            f"cluster DNS ({self.net.cluster_dns}) did not resolve {name} within {timeout_s:.0f}s ({last})\n"
+            f"{pods}\nread: KUBECONFIG={self.kubeconfig} kubectl -n kube-system logs deploy/coredns"
+        )
 
     # -- down --------------------------------------------------------------------------------
 
@@ -298,8 +308,9 @@ class RealNode:
         except MissingToolError as exc:
             return f"pods not removed through the CRI ({exc}); their shims are killed instead"
         endpoint = f"unix://{self.layout.containerd_socket}"
+        connect = ["--config", os.devnull, "-r", endpoint, "-i", endpoint, "--timeout", "60s"]
         proc = subprocess.run(
-            [str(crictl), "-r", endpoint, "-i", endpoint, "--timeout", "60s", "rmp", "--all", "--force"],
+            [str(crictl), *connect, "rmp", "--all", "--force"],
             capture_output=True,
             text=True,
             check=False,
@@ -363,6 +374,8 @@ class RealNode:
         self.kubeconfig.unlink(missing_ok=True)
         if not problems and OWNER_FILE.is_file() and OWNER_FILE.read_text().strip() == str(self.state.root.resolve()):
             OWNER_FILE.unlink()
+            with contextlib.suppress(OSError):  # only if empty: another user's files stay
+                layout.run.rmdir()
         return problems
 
     def rss_mib(self) -> dict[str, float]:

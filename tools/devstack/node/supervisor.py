@@ -81,9 +81,13 @@ class Supervisor:
         )
         log.close()
         self.pid_file(spec.name).write_text(f"{proc.pid}\n{spec.argv[0]}\n")
+        # Until exec, /proc/<pid>/cmdline is still ours (python): wait for it, so pid() finds it.
+        deadline = time.monotonic() + 5
+        while self.pid(spec.name) is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return proc.pid
 
-    def _probe(self, target: str) -> bool:
+    def probe(self, target: str) -> bool:
         if target == "alive":
             return True
         if target.startswith("socket:"):
@@ -116,7 +120,7 @@ class Supervisor:
         while True:
             if spec.ready == "alive":
                 time.sleep(0.5)  # a process that has no endpoint: ready if it did not die at once
-            if self._probe(spec.ready) and self.pid(spec.name) is not None:
+            if self.probe(spec.ready) and self.pid(spec.name) is not None:
                 return time.monotonic() - start
             if self.pid(spec.name) is None:
                 raise DaemonError(

@@ -1,0 +1,41 @@
+"""The images the node runs, from the image builder (tools.images, owned by the images work).
+
+``build`` is cached: a second call returns in about a second without starting Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+NODE_IMAGES = ("pause", "coredns")
+
+
+class ImagesError(RuntimeError):
+    """The image builder failed or is unavailable; the message has its own words and the fix."""
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    name: str
+    ref: str
+    archive: Path
+    size_bytes: int
+
+
+def build_images(names: Sequence[str] | None) -> dict[str, NodeImage]:
+    """{name: image} for ``names`` (None: every recipe in images/), building what is missing."""
+    try:
+        # Imported here: the builder pulls in its recipes and Docker helpers, which `make down` and
+        # the unit tier never need.
+        from tools.images import build  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImagesError(f"the image builder tools.images is not importable: {exc}") from None
+    try:
+        built = build(list(names) if names is not None else None)
+    except Exception as exc:  # the builder's own errors carry their fix; keep its words
+        raise ImagesError(
+            f"building the images failed: {exc}\n  retry alone with: .venv/bin/python -m tools.images build"
+        ) from None
+    return {name: NodeImage(name, b.ref, Path(b.archive), int(b.size_bytes)) for name, b in built.items()}
