@@ -15,13 +15,13 @@ BENCH_ARGS ?=
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: ## install the pinned toolchain and the Python environment (.venv, .tools/bin)
+setup: ## install the pinned toolchain, the node's Debian packages and the Python environment (.venv, .tools/bin)
 	tools/install
 
-up: setup ## the main job: local cluster (unless KUBECONFIG is set) + pulumi up of Pulumi.$(STACK).yaml
+up: setup ## the main job: real local node (unless KUBECONFIG is set; QFRAME_CLUSTER=kwok: simulated) + pulumi up of Pulumi.$(STACK).yaml
 	$(VENV)/python -m tools.devstack up --stack $(STACK)
 
-down: venv ## pulumi destroy of the stack, then remove the local cluster
+down: venv ## pulumi destroy of the stack, then stop the local node and restore the host (or remove the kwok cluster)
 	$(VENV)/python -m tools.devstack down --stack $(STACK)
 
 preview: venv ## pulumi preview of the stack against the cluster
