@@ -1,0 +1,289 @@
+"""The Python service and operator images (issues 12/13): built, run without a network, non-root,
+and each service answers its probe from inside its container.
+
+The `images` tests build through tools.images (cached: seconds when nothing changed) and run
+every container with `--network none`, a read-only root filesystem where the chart will run it
+that way, and only tmpfs for the paths the program writes. The `unit` tests check the pinned
+inputs (hashed requirements against the root uv.lock and platform/pyproject.toml, the proxy's
+npm lock) without Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tools.images import BuiltImage, build
+from tools.images.daemon import Engine, docker_engine
+from tools.images.recipes import IMAGES_DIR, load_recipes
+from tools.paths import REPO_ROOT
+
+# The images this file owns; each has a test below that proves its service, not only its import.
+PYTHON_IMAGES = ("mlflow", "notebook", "worker", "dask-operator")
+# Images whose requirements must carry qframe-research's own dependencies (the wheel goes in --no-deps).
+PLATFORM_IMAGES = ("notebook", "worker")
+COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc-12")
+HTTP_GET = "import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+# Prints the HTTP status of a GET (error statuses too), with basic auth when a user and password follow.
+HTTP_STATUS = (
+    "import base64, sys, urllib.request as u, urllib.error as e\n"
+    "req = u.Request(sys.argv[1])\n"
+    "if len(sys.argv) > 2:\n"
+    " req.add_header('Authorization', 'Basic ' + base64.b64encode(':'.join(sys.argv[2:4]).encode()).decode())\n"
+    "try:\n print(u.urlopen(req, timeout=5).status)\n"
+    "except e.HTTPError as err:\n print(err.code)"
+)
+
+
+# ----------------------------------------------------------------------------- pinned inputs (unit)
+
+
+def _pins(requirements: Path) -> dict[str, str]:
+    """{canonical name: version} of a `uv pip compile` output."""
+    pins: dict[str, str] = {}
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^ ;\\]+)", line)
+        if match:
+            pins[canonicalize_name(match[1])] = match[2]
+    return pins
+
+
+def _uv_lock_versions() -> dict[str, str]:
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text(encoding="utf-8"))
+    return {canonicalize_name(p["name"]): p["version"] for p in lock["package"] if "version" in p}
+
+
+def _platform_requirements() -> list[Requirement]:
+    """qframe-research's dependencies including every extra that [all] pulls in."""
+    project = tomllib.loads((REPO_ROOT / "platform" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    for extra, items in project["optional-dependencies"].items():
+        if extra != "all":
+            reqs += [Requirement(r) for r in items]
+    return reqs
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_requirements_keep_the_root_lock_versions(name: str) -> None:
+    locked = _uv_lock_versions()
+    pinned = _pins(IMAGES_DIR / name / "requirements.txt")
+    assert pinned, f"images/{name}/requirements.txt pins nothing"
+    drift = {pkg: (ver, locked[pkg]) for pkg, ver in pinned.items() if pkg in locked and locked[pkg] != ver}
+    assert not drift, (
+        f"images/{name}/requirements.txt differs from uv.lock (image, lock): {drift}\n"
+        f"  fix: python -m tools.images lock {name}"
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", PLATFORM_IMAGES)
+def test_requirements_cover_every_qframe_research_dependency(name: str) -> None:
+    pinned = _pins(IMAGES_DIR / name / "requirements.txt")
+    missing = []
+    for req in _platform_requirements():
+        version = pinned.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{req} (pinned: {version})")
+        for extra in req.extras:  # e.g. psycopg[binary] -> psycopg-binary, dask[distributed] -> distributed
+            companion = "distributed" if extra == "distributed" else f"{req.name}-{extra}"
+            if canonicalize_name(companion) not in pinned:
+                missing.append(f"{req.name}[{extra}] ({companion} not pinned)")
+    assert not missing, (
+        f"images/{name}: qframe-research is installed --no-deps, but requirements.txt lacks {missing}\n"
+        f"  fix: add them to images/{name}/requirements.in, then python -m tools.images lock {name}"
+    )
+
+
+@pytest.mark.unit
+def test_python_images_use_documented_uids() -> None:
+    # JupyterHub's convention (1000) for the notebook; the platform's service UID for the rest.
+    expected = {"mlflow": 10001, "notebook": 1000, "worker": 10001, "dask-operator": 10001}
+    recipes = load_recipes()
+    assert {name: recipes[name].uid for name in PYTHON_IMAGES} == expected
+    for name in PYTHON_IMAGES:
+        dockerfile = (IMAGES_DIR / name / "Dockerfile").read_text(encoding="utf-8")
+        final_user = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)[-1]
+        assert final_user == f"{expected[name]}:{expected[name]}", f"images/{name}/Dockerfile ends as USER {final_user}"
+
+
+# ----------------------------------------------------------------------------- real containers (images)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    with docker_engine(keep=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def images(engine: Engine) -> dict[str, BuiltImage]:
+    started = time.monotonic()
+    built = build(list(PYTHON_IMAGES))
+    print(f"\nbuilt {len(built)} images in {time.monotonic() - started:.0f}s")  # shown with -s
+    return built
+
+
+class Container:
+    """One detached container; `exec` runs a command inside it as the image's user."""
+
+    def __init__(self, engine: Engine, cid: str) -> None:
+        self.engine, self.cid = engine, cid
+
+    def exec(self, *command: str, check: bool = True, timeout: float = 120) -> str:
+        return self.engine.run("exec", self.cid, *command, check=check, timeout=timeout)
+
+    def logs(self) -> str:
+        done = self.engine.run("logs", "--tail", "60", self.cid, check=False)
+        return done or "(no output on stdout; stderr is merged by docker logs only with a tty)"
+
+
+@pytest.fixture
+def run_detached(engine: Engine) -> Iterator[Callable[..., Container]]:
+    started: list[str] = []
+
+    def start(image: BuiltImage, *args: str, options: tuple[str, ...] = ()) -> Container:
+        name = f"qframe-test-{image.name}-{uuid.uuid4().hex[:8]}"
+        cid = engine.run("run", "--detach", "--network", "none", "--name", name, *options, image.ref, *args)
+        started.append(cid)
+        return Container(engine, cid)
+
+    yield start
+    for cid in started:
+        engine.run("rm", "--force", cid, check=False)
+
+
+def _run(engine: Engine, image: BuiltImage, *command: str, options: tuple[str, ...] = ()) -> str:
+    return engine.run("run", "--rm", "--network", "none", *options, image.ref, *command, timeout=300)
+
+
+def _wait_for(container: Container, url: str, expect: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        last = container.exec("python3", "-c", HTTP_GET, url, check=False, timeout=30)
+        if expect in last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"{url} never answered {expect!r} within {timeout:.0f}s; last: {last!r}\n{container.logs()}")
+
+
+@pytest.mark.images
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
+def test_image_is_non_root_without_compilers(
+    name: str, engine: Engine, images: dict[str, BuiltImage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = images[name]
+    with capsys.disabled():
+        print(f"\n  {image.ref}: {image.size_bytes / 1e6:.0f} MB ({image.archive.name})")
+    uid = load_recipes()[name].uid
+    assert _run(engine, image, "id", "-u") == str(uid)
+    found = _run(engine, image, "sh", "-c", f"for c in {' '.join(COMPILERS)}; do command -v $c; done; true")
+    assert found == "", f"{name} ships compilers: {found}"
+    labels = json.loads(engine.run("image", "inspect", "--format", "{{json .Config.Labels}}", image.ref))
+    assert labels["org.opencontainers.image.title"] == name
+    assert labels["org.opencontainers.image.version"] == image.ref.rsplit(":", 1)[1]
+
+
+@pytest.mark.images
+def test_mlflow_server_answers_health_and_api_on_a_read_only_root(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container]
+) -> None:
+    server = run_detached(images["mlflow"], options=("--read-only", "--tmpfs", "/tmp:uid=10001,gid=10001"))
+    assert _wait_for(server, "http://127.0.0.1:5000/health", "OK", timeout=180) == "OK"
+    experiments = json.loads(
+        server.exec(
+            "python3",
+            "-c",
+            HTTP_GET,
+            "http://127.0.0.1:5000/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
+        )
+    )
+    assert experiments["experiment"]["name"] == "Default"
+
+
+@pytest.mark.images
+def test_mlflow_basic_auth_app_refuses_anonymous_and_admits_the_admin(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container]
+) -> None:
+    # The chart runs the server with MLflow's basic-auth app. It refuses to start without a CSRF
+    # secret and an admin password, both from the environment (Secrets in the chart); users live in
+    # their own database (sqlite under the working directory here, Postgres in the chart).
+    admin_password = secrets.token_hex(16)
+    server = run_detached(
+        images["mlflow"],
+        *("mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", "5000"),
+        *("--backend-store-uri", "sqlite:////tmp/mlflow.db", "--workers", "1"),
+        options=(
+            *("--env", f"MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(16)}"),
+            *("--env", f"MLFLOW_AUTH_ADMIN_PASSWORD={admin_password}"),
+            *("--read-only", "--tmpfs", "/tmp:uid=10001,gid=10001"),
+        ),
+    )
+    assert _wait_for(server, "http://127.0.0.1:5000/health", "OK", timeout=180) == "OK"
+    search = "http://127.0.0.1:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    assert server.exec("python3", "-c", HTTP_STATUS, search) == "401"
+    assert server.exec("python3", "-c", HTTP_STATUS, search, "admin", admin_password) == "200"
+    assert server.exec("python3", "-c", HTTP_STATUS, search, "admin", "not-the-password") == "401"
+
+
+@pytest.mark.images
+def test_notebook_has_lab_singleuser_and_the_research_stack(engine: Engine, images: dict[str, BuiltImage]) -> None:
+    image = images["notebook"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _run(engine, image, "jupyter", "lab", "--version"))
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _run(engine, image, "jupyterhub-singleuser", "--version"))
+    script = (
+        "import qframe.research, dask, distributed, ray, mlflow, dask_kubernetes.operator, s3fs; "
+        "from qframe.research.backtesting import DistributedBacktestEngine; "
+        "print(dask.__version__, ray.__version__, mlflow.__version__)"
+    )
+    versions = _run(engine, image, "python3", "-c", script).split()
+    locked = _uv_lock_versions()
+    assert versions == [locked["dask"], locked["ray"], locked["mlflow"]]
+    assert _run(engine, image, "sh", "-c", "echo $HOME; pwd") == "/home/jovyan\n/home/jovyan"
+
+
+@pytest.mark.images
+def test_worker_runs_a_dask_scheduler_and_worker(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container]
+) -> None:
+    pod = run_detached(images["worker"], options=("--read-only", "--tmpfs", "/tmp:uid=10001,gid=10001"))
+    assert _wait_for(pod, "http://127.0.0.1:8787/health", "ok") == "ok"
+    pod.engine.run("exec", "--detach", pod.cid, "dask", "worker", "tcp://127.0.0.1:8786", "--nthreads", "1")
+    result = pod.exec(
+        "python3",
+        "-c",
+        "import qframe.research; from distributed import Client; c = Client('tcp://127.0.0.1:8786', timeout=60); "
+        "c.wait_for_workers(1, timeout=60); print(c.submit(sum, [20, 22]).result())",
+    )
+    assert result == "42"
+
+
+@pytest.mark.images
+def test_worker_runs_a_ray_head(images: dict[str, BuiltImage], run_detached: Callable[..., Container]) -> None:
+    # Ray keeps its object store in /dev/shm; Docker's default 64 MB is below Ray's minimum.
+    head = run_detached(images["worker"], "sleep", "infinity", options=("--shm-size", "512m", "--memory", "3g"))
+    head.exec(
+        "ray",
+        "start",
+        "--head",
+        "--num-cpus",
+        "1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--disable-usage-stats",
+        timeout=240,
+    )
+    status = head.exec("ray", "status", timeout=120)
+    assert "1.0 CPU" in status, status
+    assert head.exec("python3", "-c", "import ray; ray.init(); print(ray.get(ray.put(42)))", timeout=180) == "42"
