@@ -78,10 +78,10 @@ def owner_problem(owner_text: str | None, ours: Path) -> str | None:
         return None
     if not (owner / "node" / "journal.json").is_file():
         return None  # that clone's node is gone (its state dir was deleted): the lock is stale
+    stop = f"`make down` in {owner.parent}" if owner.name == ".state" else f"`QFRAME_STATE_DIR={owner} make down`"
     return (
         f"this machine already runs the real node of another clone (state dir {owner}); there is one "
-        f"node per machine. Stop it first: `QFRAME_STATE_DIR={owner.parent if owner.name == '.state' else owner} "
-        f"make down` in that clone (or use QFRAME_CLUSTER=kwok here)."
+        f"node per machine. Stop it first: {stop} (or use QFRAME_CLUSTER=kwok here)."
     )
 
 
