@@ -273,17 +273,17 @@ def test_worker_runs_a_dask_scheduler_and_worker(
 def test_worker_runs_a_ray_head(images: dict[str, BuiltImage], run_detached: Callable[..., Container]) -> None:
     # Ray keeps its object store in /dev/shm; Docker's default 64 MB is below Ray's minimum.
     head = run_detached(images["worker"], "sleep", "infinity", options=("--shm-size", "512m", "--memory", "3g"))
+    # --node-ip-address: without a network Ray would first probe for its outward address.
     head.exec(
-        "ray",
-        "start",
-        "--head",
-        "--num-cpus",
-        "1",
-        "--dashboard-host",
-        "127.0.0.1",
-        "--disable-usage-stats",
+        *("ray", "start", "--head", "--num-cpus", "1", "--node-ip-address", "127.0.0.1"),
+        *("--dashboard-host", "127.0.0.1", "--disable-usage-stats"),
         timeout=240,
     )
-    status = head.exec("ray", "status", timeout=120)
+    status, deadline = "", time.monotonic() + 120
+    while "1.0 CPU" not in status and time.monotonic() < deadline:  # the autoscaler reports after a few s
+        time.sleep(2)
+        status = head.exec("ray", "status", check=False, timeout=60)
     assert "1.0 CPU" in status, status
-    assert head.exec("python3", "-c", "import ray; ray.init(); print(ray.get(ray.put(42)))", timeout=180) == "42"
+    # A task on the head's worker process, through the driver API a notebook uses.
+    task = "import ray; ray.init(); double = ray.remote(lambda x: 2 * x); print(ray.get(double.remote(21)))"
+    assert head.exec("python3", "-c", task, timeout=180) == "42"
