@@ -69,3 +69,17 @@ clean: ## remove the venv and tool links (the tool cache outside the repo stays)
 
 venv: ## only the Python environment (enough for lint and fmt)
 	tools/install venv
+
+# Container images (images/, built by tools/images with its own dockerd; cache in ~/.cache/qframe-images).
+.PHONY: images images-push test-images
+REGISTRY ?=
+
+images: setup ## build every image in images/ (content tags; cached: seconds when nothing changed)
+	$(VENV)/python -m tools.images build
+
+images-push: venv ## retag qframe/<name>:<tag> to $(REGISTRY)/<name>:<tag> and push (REGISTRY=host/path)
+	@test -n "$(REGISTRY)" || { printf 'error: REGISTRY is not set\n  fix: make images-push REGISTRY=registry.example.com/team\n' >&2; exit 1; }
+	$(VENV)/python -m tools.images push --registry "$(REGISTRY)"
+
+test-images: setup ## only the images tier (build, run as non-root, probes, no compilers, hadolint)
+	$(VENV)/pytest -m images $(PYTEST_ARGS)
