@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra.image_tags import IMAGE_TAGS
 from infra.quantities import parse_quantity
 
 PROJECT = "qframe-research"
@@ -218,13 +219,14 @@ def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Any:
 class ImageTags(Closed):
     """One pinned tag per image a deployed component runs; the registry prefix is shared.
 
-    An image joins this list with the component that runs it (see ``NOT_DEPLOYED_YET``).
+    An image joins this list with the component that runs it (see ``NOT_DEPLOYED_YET``). The
+    defaults are the content tags `make images` builds (infra/image_tags.py, generated).
     """
 
-    minio: ImageTag = "0.1.0"
-    postgres: ImageTag = "0.1.0"
-    kafka: ImageTag = "0.1.0"
-    tools: ImageTag = "0.1.0"
+    minio: ImageTag = IMAGE_TAGS["minio"]
+    postgres: ImageTag = IMAGE_TAGS["postgres"]
+    kafka: ImageTag = IMAGE_TAGS["kafka"]
+    tools: ImageTag = IMAGE_TAGS["tools"]
 
 
 class Images(Closed):
