@@ -345,6 +345,9 @@ def test_postgres_starts_with_the_chart_command_and_accepts_a_password_login(
         "import os, psycopg\n"
         "with psycopg.connect(host='127.0.0.1', user='postgres', dbname='postgres', password=os.environ['PW']) as c:\n"
         "    print(c.execute('select version()').fetchone()[0])\n"
+        # The base drops the JIT libraries: a query costly enough to want JIT must still run.
+        "    c.execute('set jit_above_cost = 0')\n"
+        "    assert c.execute('select sum(x) from generate_series(1, 100000) x').fetchone()[0] == 5000050000\n"
     )
     done = _exec(engine, cid, "python3", "-c", login, env={"PW": password})
     assert done.returncode == 0, done.stderr
