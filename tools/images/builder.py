@@ -168,7 +168,7 @@ def _build_one(
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def build_lock() -> Iterator[None]:
     # One build at a time per machine: two builders would race on contexts and archives.
     path = images_cache() / "build.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def build(
     if missing:
         pins = load_pins()
         revision = _git_revision()
-        with _build_lock(), docker_engine(keep=keep_engine) as engine:
+        with build_lock(), docker_engine(keep=keep_engine) as engine:
             for recipe in missing:
                 ref = the_plan.refs[recipe.name]
                 hit = _cached(recipe.name, ref)  # another builder may have finished it meanwhile

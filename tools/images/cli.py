@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tools.images import builder, daemon, tagfile, wheels
 from tools.images import lint as lint_mod
+from tools.images.prune import prune
 from tools.images.recipes import RecipeError, load_recipes, select
 from tools.paths import REPO_ROOT
 
@@ -142,6 +143,17 @@ def push(
             if done.returncode != 0:
                 raise _fail(f"docker push {target} failed\n  fix: docker login {registry.split('/')[0]}")
             console.print(f"pushed {target}")
+
+
+@app.command("prune")
+def prune_cache() -> None:
+    """Drop archives, bases, wheelhouses and images that no current recipe uses."""
+    result = prune()
+    for path in result.files:
+        console.print(f"removed {path}", highlight=False)
+    for ref in result.images:
+        console.print(f"removed image {ref}", highlight=False)
+    console.print(f"freed {_mib(result.freed_bytes)} of cache files (plus engine storage of removed images)")
 
 
 @app.command()

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-RUN_DIR = Path("/run/qframe-images")
+# QFRAME_IMAGES_RUN (with QFRAME_IMAGES_CACHE) gives a second, fully separate engine, e.g. to
+# measure a cold build next to a warm one.
+RUN_DIR = Path(os.environ.get("QFRAME_IMAGES_RUN", "/run/qframe-images"))
 DOCKER_SOCK = RUN_DIR / "docker.sock"
 CONTAINERD_SOCK = RUN_DIR / "containerd.sock"
 
