@@ -13,6 +13,7 @@ import pytest
 from infra.components.kafka import CLIENT_LABEL, Kafka, KafkaArgs, kraft_cluster_id
 from infra.components.kafka import build_values as build_kafka_values
 from infra.config import PROJECT, StackConfig, parse_raw_config
+from infra.image_tags import IMAGE_TAGS
 from infra.images import image_ref
 from infra.offline import REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
@@ -75,13 +76,13 @@ def test_dev_values() -> None:
     assert values["clusterId"] == "AAAAAAAAAAAAAAAAAAAAAA"
     assert values["image"] == {
         "repository": "qframe/kafka",
-        "tag": "0.1.0",
+        "tag": IMAGE_TAGS["kafka"],
         "digest": "",
         "pullPolicy": "IfNotPresent",
     }
     assert values["initJob"]["image"] == {
         "repository": "qframe/tools",
-        "tag": "0.1.0",
+        "tag": IMAGE_TAGS["tools"],
         "digest": "",
         "pullPolicy": "IfNotPresent",
     }

@@ -11,6 +11,7 @@ import pytest
 from infra.components.postgres import CONSUMERS, consumer_secret_name
 from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs, build_values
 from infra.config import StackConfig, parse_raw_config
+from infra.image_tags import IMAGE_TAGS
 from infra.images import image_ref
 from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
@@ -60,7 +61,7 @@ def test_build_values_from_the_dev_stack() -> None:
     assert values["persistence"] == {"size": "5Gi"}
     assert values["image"] == {
         "repository": "qframe/postgres",
-        "tag": "0.1.0",
+        "tag": IMAGE_TAGS["postgres"],
         "digest": "",
         "pullPolicy": "IfNotPresent",
     }
