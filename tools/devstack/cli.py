@@ -23,7 +23,7 @@ from rich.table import Table
 from tools.devstack.cluster import CONTROL_PLANE_TOOLS, ClusterError, LocalCluster
 from tools.devstack.node.endpoints import endpoint_lines
 from tools.devstack.node.hostnet import HostError
-from tools.devstack.node.images import NODE_IMAGES, ImagesError, build_images
+from tools.devstack.node.images import NODE_IMAGES, ImagesError, build_images, stack_images
 from tools.devstack.node.node import NodeError, RealNode
 from tools.devstack.paths import MissingToolError, StateDirs, require_tools
 from tools.devstack.pulumi_cli import PULUMI_TOOLS, PulumiError, PulumiWorkspace
@@ -113,6 +113,12 @@ def _print_endpoints(node: RealNode, namespace: str) -> None:
     console.print(table)
 
 
+def _image_progress(name: str, status: str, seconds: float) -> None:
+    if status != "cached":
+        took = f" in {seconds:.0f}s" if status == "built" else " (cold builds take minutes)"
+        console.print(f"    [dim]image {name}: {status}{took}[/]")
+
+
 def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -> None:
     workspace = PulumiWorkspace(state, stack)
     total = 11 if node_only else 12
@@ -143,7 +149,7 @@ def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -
         4,
         total,
         "images (tools.images, cached after the first build)",
-        lambda: build_images(NODE_IMAGES if node_only else None),
+        lambda: build_images(NODE_IMAGES if node_only else stack_images(), progress=_image_progress),
     )
     _step(
         5,

@@ -10,7 +10,10 @@ from tools.devstack.node.layout import NetworkPlan
 MANAGED_LABEL = "qframe.io/node-addon"
 STORAGE_CLASS = "standard"
 PROVISIONER = "qframe.io/local-dir"
-COREDNS_PORT = 1053  # the image runs as UID 10001 and cannot bind :53; the Service maps 53 -> 1053
+# CoreDNS listens on 53 inside its pod, like kube-dns everywhere: NetworkPolicies match the pod's
+# port after the Service's DNAT, and the charts allow DNS egress to port 53. The image runs as UID
+# 10001, so the pod lowers its own (network-namespaced, kubelet-safe) unprivileged port start to 53.
+COREDNS_PORT = 53
 
 
 def _meta(name: str, namespace: str | None = None, **labels: str) -> dict[str, Any]:
@@ -119,6 +122,7 @@ def coredns_manifests(net: NetworkPlan, image: str) -> list[dict[str, Any]]:
                             "runAsUser": 10001,
                             "runAsGroup": 10001,
                             "seccompProfile": {"type": "RuntimeDefault"},
+                            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": str(COREDNS_PORT)}],
                         },
                         "containers": [
                             {
