@@ -34,6 +34,7 @@ from tools.paths import REPO_ROOT
 PYTHON_IMAGES = ("mlflow", "notebook", "worker", "dask-operator")
 # Images whose requirements must carry qframe-research's own dependencies (the wheel goes in --no-deps).
 PLATFORM_IMAGES = ("notebook", "worker")
+# Every `docker run` here says --pull never: a missing image must fail, never reach for a registry.
 HTTP_GET = "import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=5).read().decode())"
 # Prints the HTTP status of a GET (error statuses too), with basic auth when a user and password follow.
 HTTP_STATUS = (
@@ -150,7 +151,9 @@ def run_detached(engine: Engine) -> Iterator[Callable[..., Container]]:
 
     def start(image: BuiltImage, *args: str, options: tuple[str, ...] = ()) -> Container:
         name = f"qframe-test-{image.name}-{uuid.uuid4().hex[:8]}"
-        cid = engine.run("run", "--detach", "--network", "none", "--name", name, *options, image.ref, *args)
+        cid = engine.run(
+            "run", "--detach", "--pull", "never", "--network", "none", "--name", name, *options, image.ref, *args
+        )
         started.append(cid)
         return Container(engine, cid)
 
@@ -160,15 +163,17 @@ def run_detached(engine: Engine) -> Iterator[Callable[..., Container]]:
 
 
 def _run(engine: Engine, image: BuiltImage, *command: str, options: tuple[str, ...] = ()) -> str:
-    return engine.run("run", "--rm", "--network", "none", *options, image.ref, *command, timeout=300)
+    return engine.run("run", "--rm", "--pull", "never", "--network", "none", *options, image.ref, *command, timeout=300)
 
 
-def _wait_for(container: Container, url: str, expect: str, timeout: float = 120) -> str:
+def _wait_for(container: Container, url: str, expect: str, timeout: float = 120, *, status: bool = False) -> str:
+    """Polls url from inside the container until its body (or, with status=True, its HTTP status) is expect."""
+    script = HTTP_STATUS if status else HTTP_GET
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        last = container.exec("python3", "-c", HTTP_GET, url, check=False, timeout=30)
-        if expect in last:
+        last = container.exec("python3", "-c", script, url, check=False, timeout=30)
+        if last == expect:
             return last
         time.sleep(1)
     raise AssertionError(f"{url} never answered {expect!r} within {timeout:.0f}s; last: {last!r}\n{container.logs()}")
