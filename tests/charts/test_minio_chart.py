@@ -36,6 +36,7 @@ def test_defaults_render_the_expected_objects() -> None:
     assert sorted(render()) == [
         ("ConfigMap", "minio-init-buckets"),
         ("Job", "minio-init-buckets"),
+        ("NetworkPolicy", "minio-client-egress-0"),
         ("NetworkPolicy", "minio-default-deny"),
         ("NetworkPolicy", "minio-ingress"),
         ("NetworkPolicy", "minio-init-buckets-egress"),

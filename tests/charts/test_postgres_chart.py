@@ -39,6 +39,7 @@ def test_defaults_render_the_expected_objects() -> None:
         ("ConfigMap", "postgres-config"),
         ("ConfigMap", "postgres-init-databases"),
         ("Job", "postgres-init-databases"),
+        ("NetworkPolicy", "postgres-client-egress-0"),
         ("NetworkPolicy", "postgres-default-deny"),
         ("NetworkPolicy", "postgres-ingress"),
         ("NetworkPolicy", "postgres-init-databases-egress"),

@@ -239,6 +239,49 @@ qframe.networkPolicy.clientPeers
 {{- end -}}
 
 {{/*
+qframe.networkPolicy.clientEgress
+  Under a default-deny namespace an admitted client still cannot connect: its own egress must be
+  allowed as well. For every allowedClients entry without a namespaceSelector (clients in the
+  release's namespace) this renders a NetworkPolicy "<fullname>-client-egress-<index>" letting
+  those pods open .ports (TCP) to the chart's pods of component .server. Clients in other
+  namespaces get their egress from their own namespace (a release writes only into its own).
+  Each document starts with "---". Call with
+  (dict "context" $ "server" "<component>" "ports" (list <port> ...)).
+*/}}
+{{- define "qframe.networkPolicy.clientEgress" -}}
+{{- $top := .context -}}
+{{- $server := .server -}}
+{{- $ports := .ports -}}
+{{- range $index, $client := $top.Values.networkPolicy.allowedClients }}
+{{- if not $client.namespaceSelector }}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "qframe.fullname" $top }}-client-egress-{{ $index }}
+  namespace: {{ $top.Release.Namespace }}
+  labels:
+    {{- include "qframe.labels" (dict "context" $top "component" "client-egress") | nindent 4 }}
+spec:
+  podSelector:
+    {{- toYaml $client.podSelector | nindent 4 }}
+  policyTypes:
+    - Egress
+  egress:
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "qframe.selectorLabels" (dict "context" $top "component" $server) | nindent 14 }}
+      ports:
+        {{- range $ports }}
+        - protocol: TCP
+          port: {{ . }}
+        {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 qframe.networkPolicy.dnsEgress
   An egress rule (an item of "egress") to the cluster DNS on UDP and TCP 53: pods labelled
   .podLabels in the namespace .namespace (matched by its kubernetes.io/metadata.name label). Call
