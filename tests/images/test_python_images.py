@@ -237,6 +237,51 @@ def test_notebook_has_lab_singleuser_and_the_research_stack(engine: Engine, imag
     assert _run(engine, image, "sh", "-c", "echo $HOME; pwd") == "/home/jovyan\n/home/jovyan"
 
 
+# Runs code in a fresh IPython kernel (what a notebook cell does) and prints its stdout.
+RUN_IN_KERNEL = """
+import sys
+from jupyter_client.manager import start_new_kernel
+km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+out = []
+def keep(msg):
+    if msg["msg_type"] == "stream":
+        out.append(msg["content"]["text"])
+try:
+    reply = kc.execute_interactive(sys.argv[1], output_hook=keep, timeout=180)
+    assert reply["content"]["status"] == "ok", reply["content"]
+finally:
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+print("".join(out).strip())
+"""
+KERNELSPECS = (
+    "import json, sys, urllib.request as u; "
+    "req = u.Request(sys.argv[1], headers={'Authorization': 'token ' + sys.argv[2]}); "
+    "print(sorted(json.load(u.urlopen(req, timeout=10))['kernelspecs']))"
+)
+
+
+@pytest.mark.images
+def test_notebook_serves_jupyterlab_and_runs_research_code_in_a_kernel(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container]
+) -> None:
+    token = secrets.token_hex(16)
+    lab = run_detached(
+        images["notebook"],
+        *("jupyter", "lab", "--ip", "127.0.0.1", "--port", "8888", "--no-browser"),
+        options=("--env", f"JUPYTER_TOKEN={token}"),
+    )
+    # The server is up and refuses requests without the token.
+    assert _wait_for(lab, "http://127.0.0.1:8888/api/status", "403", status=True) == "403"
+    assert lab.exec("python3", "-c", KERNELSPECS, "http://127.0.0.1:8888/api/kernelspecs", token) == "['python3']"
+    cell = (
+        "import dask, qframe.research\n"
+        "from qframe.research.backtesting import DistributedBacktestEngine\n"
+        "print(dask.compute(dask.delayed(sum)([20, 22]))[0])"
+    )
+    assert lab.exec("python3", "-c", RUN_IN_KERNEL, cell, timeout=300) == "42"
+
+
 @pytest.mark.images
 def test_worker_runs_a_dask_scheduler_and_worker(
     images: dict[str, BuiltImage], run_detached: Callable[..., Container]
