@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
 import time
 import tomllib
 import uuid
@@ -280,6 +281,22 @@ def test_notebook_serves_jupyterlab_and_runs_research_code_in_a_kernel(
         "print(dask.compute(dask.delayed(sum)([20, 22]))[0])"
     )
     assert lab.exec("python3", "-c", RUN_IN_KERNEL, cell, timeout=300) == "42"
+
+
+@pytest.mark.images
+def test_dask_operator_default_command_gets_as_far_as_the_cluster_login(
+    engine: Engine, images: dict[str, BuiltImage]
+) -> None:
+    # Without a cluster the operator must fail exactly at login: the controller module loaded,
+    # kopf resolved its identity (it needs a passwd entry for the UID) and asked for credentials.
+    done = subprocess.run(
+        [engine.docker, "run", "--rm", "--pull", "never", "--network", "none", images["dask-operator"].ref],
+        env=engine.env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "LoginError: Ran out of valid credentials" in output, output[-3000:]
+    assert "getpwuid" not in output
 
 
 @pytest.mark.images
