@@ -152,14 +152,14 @@ def run_detached(engine: Engine) -> Iterator[Callable[..., Container]]:
 
     def start(image: BuiltImage, *args: str, options: tuple[str, ...] = ()) -> Container:
         name = f"qframe-test-{image.name}-{uuid.uuid4().hex[:8]}"
-        cid = engine.run(
-            "run", "--detach", "--pull", "never", "--network", "none", "--name", name, *options, image.ref, *args
-        )
+        # No network, unless the test joins another container's namespace (still no network).
+        network = () if "--network" in options else ("--network", "none")
+        cid = engine.run("run", "--detach", "--pull", "never", *network, "--name", name, *options, image.ref, *args)
         started.append(cid)
         return Container(engine, cid)
 
     yield start
-    for cid in started:
+    for cid in reversed(started):  # joiners before the container whose namespace they share
         engine.run("rm", "--force", cid, check=False)
 
 
@@ -316,7 +316,9 @@ def test_worker_runs_a_dask_scheduler_and_worker(
 
 
 @pytest.mark.images
-def test_worker_runs_a_ray_head(images: dict[str, BuiltImage], run_detached: Callable[..., Container]) -> None:
+def test_worker_runs_a_ray_head_and_a_ray_worker(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container]
+) -> None:
     # Ray keeps its object store in /dev/shm; Docker's default 64 MB is below Ray's minimum.
     head = run_detached(images["worker"], "sleep", "infinity", options=("--shm-size", "512m", "--memory", "3g"))
     # --node-ip-address: without a network Ray would first probe for its outward address.
@@ -325,11 +327,27 @@ def test_worker_runs_a_ray_head(images: dict[str, BuiltImage], run_detached: Cal
         *("--dashboard-host", "127.0.0.1", "--disable-usage-stats"),
         timeout=240,
     )
+    # A second container in the head's network namespace (still no network) joins as a worker node;
+    # its dashboard agent needs its own port there.
+    worker = run_detached(
+        images["worker"], "sleep", "infinity",
+        options=("--network", f"container:{head.cid}", "--shm-size", "512m", "--memory", "2g"),
+    )  # fmt: skip
+    worker.exec(
+        *("ray", "start", "--address", "127.0.0.1:6379", "--num-cpus", "1", "--node-ip-address", "127.0.0.1"),
+        *("--dashboard-agent-listen-port", "52366", "--disable-usage-stats"),
+        timeout=240,
+    )
     status, deadline = "", time.monotonic() + 120
-    while "1.0 CPU" not in status and time.monotonic() < deadline:  # the autoscaler reports after a few s
+    while "2.0 CPU" not in status and time.monotonic() < deadline:  # the autoscaler reports after a few s
         time.sleep(2)
         status = head.exec("ray", "status", check=False, timeout=60)
-    assert "1.0 CPU" in status, status
-    # A task on the head's worker process, through the driver API a notebook uses.
-    task = "import ray; ray.init(); double = ray.remote(lambda x: 2 * x); print(ray.get(double.remote(21)))"
-    assert head.exec("python3", "-c", task, timeout=180) == "42"
+    assert "2.0 CPU" in status, status
+    # Two one-CPU tasks at once must run on both nodes, through the driver API a notebook uses.
+    tasks = (
+        "import time, ray; ray.init()\n"
+        "@ray.remote(num_cpus=1)\n"
+        "def where():\n    time.sleep(2)\n    return ray.get_runtime_context().get_node_id()\n"
+        "print(len(set(ray.get([where.remote() for _ in range(2)]))))"
+    )
+    assert head.exec("python3", "-c", tasks, timeout=180) == "2"
