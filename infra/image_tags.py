@@ -8,13 +8,15 @@ from typing import Final
 
 IMAGE_TAGS: Final[dict[str, str]] = {
     "coredns": "f2ab1cb84818",
-    "dask-operator": "2715f559d3d7",
+    "dask-operator": "b4f9912be619",
+    "hub": "beac22940a28",
     "kafka": "94ed72bcf5d4",
+    "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
-    "mlflow": "8a97cb598643",
-    "notebook": "bda04bd12021",
+    "mlflow": "74ea8bd34498",
+    "notebook": "b7ec6790e29e",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "3585f1f24f00",
+    "worker": "cbc92e1483e4",
 }

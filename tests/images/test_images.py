@@ -169,6 +169,10 @@ def _launch(recipe: Recipe, image: BuiltImage, containers: Containers, tmp_path:
     return containers.start(*base, "--entrypoint", "sh", image.ref, "-c", "sleep 600")
 
 
+# Operators that exit at once when no API server answers (the KubeRay binary is alone on scratch).
+EXITS_WITHOUT_A_CLUSTER = {"kuberay-operator"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_as_its_fixed_non_root_uid(
     name: str, image_of: ImageOf, engine: Engine, containers: Containers, tmp_path: Path
@@ -176,6 +180,9 @@ def test_runs_as_its_fixed_non_root_uid(
     recipe = RECIPES[name]
     image = image_of(name)
     assert engine.run("image", "inspect", "--format", "{{.Config.User}}", image.ref) in {_user(recipe), str(recipe.uid)}
+    assert recipe.uid != 0
+    if name in EXITS_WITHOUT_A_CLUSTER:
+        return  # no process lives long enough to read; the pod's UID is checked where it runs (e2e)
     # Started with the chart's UID like the pod is; the kernel's view of the process is the truth.
     cid = _launch(recipe, image, containers, tmp_path)
     status = Path(f"/proc/{containers.pid(cid)}/status").read_text()

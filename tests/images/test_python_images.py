@@ -32,7 +32,8 @@ from tools.images.recipes import IMAGES_DIR, load_recipes
 from tools.paths import REPO_ROOT
 
 # The images this file owns; each has a test below that proves its service, not only its import.
-PYTHON_IMAGES = ("mlflow", "notebook", "worker", "dask-operator")
+PYTHON_IMAGES = ("mlflow", "hub", "notebook", "worker", "dask-operator", "kuberay-operator")
+PIP_IMAGES = ("mlflow", "hub", "notebook", "worker", "dask-operator")  # the ones with requirements.txt
 # Images whose requirements must carry qframe-research's own dependencies (the wheel goes in --no-deps).
 PLATFORM_IMAGES = ("notebook", "worker")
 # Every `docker run` here says --pull never: a missing image must fail, never reach for a registry.
@@ -77,7 +78,7 @@ def _platform_requirements() -> list[Requirement]:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("name", PYTHON_IMAGES)
+@pytest.mark.parametrize("name", PIP_IMAGES)
 def test_requirements_keep_the_root_lock_versions(name: str) -> None:
     locked = _uv_lock_versions()
     pinned = _pins(IMAGES_DIR / name / "requirements.txt")
@@ -111,13 +112,37 @@ def test_requirements_cover_every_qframe_research_dependency(name: str) -> None:
 @pytest.mark.unit
 def test_python_images_use_documented_uids() -> None:
     # JupyterHub's convention (1000) for the notebook; the platform's service UID for the rest.
-    expected = {"mlflow": 10001, "notebook": 1000, "worker": 10001, "dask-operator": 10001}
+    expected = {
+        **{"mlflow": 10001, "worker": 10001, "dask-operator": 10001, "kuberay-operator": 10001},
+        **{"hub": 1000, "notebook": 1000},
+    }
     recipes = load_recipes()
     assert {name: recipes[name].uid for name in PYTHON_IMAGES} == expected
     for name in PYTHON_IMAGES:
         dockerfile = (IMAGES_DIR / name / "Dockerfile").read_text(encoding="utf-8")
         final_user = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)[-1]
         assert final_user == f"{expected[name]}:{expected[name]}", f"images/{name}/Dockerfile ends as USER {final_user}"
+
+
+@pytest.mark.unit
+def test_hub_proxy_lock_pins_configurable_http_proxy_with_integrity_hashes() -> None:
+    proxy = IMAGES_DIR / "hub" / "proxy"
+    wanted = json.loads((proxy / "package.json").read_text(encoding="utf-8"))["dependencies"]
+    lock = json.loads((proxy / "package-lock.json").read_text(encoding="utf-8"))
+    packages = lock["packages"]
+    assert packages[""]["dependencies"] == wanted, "package-lock.json is stale\n  fix: npm install --package-lock-only"
+    version = wanted["configurable-http-proxy"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), "pin configurable-http-proxy to an exact version"
+    assert packages["node_modules/configurable-http-proxy"]["version"] == version
+    unhashed = [name for name, meta in packages.items() if name and not meta.get("integrity", "").startswith("sha512-")]
+    assert not unhashed, f"packages without a sha512 integrity hash: {unhashed}"
+    # Debian bookworm's nodejs is 18.x: every package must accept it.
+    too_new = {
+        name: meta["engines"]["node"]
+        for name, meta in packages.items()
+        if re.search(r">=?\s*(19|[2-9]\d)", str(meta.get("engines", {}).get("node", "")))
+    }
+    assert not too_new, f"packages that refuse Node 18: {too_new}"
 
 
 # ----------------------------------------------------------------------------- real containers (images)
@@ -351,3 +376,84 @@ def test_worker_runs_a_ray_head_and_a_ray_worker(
         "print(len(set(ray.get([where.remote() for _ in range(2)]))))"
     )
     assert head.exec("python3", "-c", tasks, timeout=180) == "2"
+
+
+HUB_CONFIG = """
+import sys
+
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = 8000
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.db_url = "sqlite:////tmp/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "/tmp/jupyterhub_cookie_secret"
+c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = "{password}"
+c.JupyterHub.spawner_class = "simple"
+c.JupyterHub.services = [
+    {{"name": "idle-culler", "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"]}}
+]
+c.JupyterHub.load_roles = [
+    {{"name": "idle-culler", "services": ["idle-culler"],
+      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}}
+]
+"""
+# Command lines of the container's processes (no ps in the image).
+PROCESSES = (
+    "import pathlib; print('\\n'.join(p.read_bytes().replace(b'\\0', b' ').decode() "
+    "for p in pathlib.Path('/proc').glob('[0-9]*/cmdline') if p.exists()))"
+)
+
+
+@pytest.mark.images
+def test_hub_starts_its_proxy_and_culler_and_answers_health_on_a_read_only_root(
+    images: dict[str, BuiltImage], run_detached: Callable[..., Container], tmp_path: Path
+) -> None:
+    (tmp_path / "jupyterhub_config.py").write_text(HUB_CONFIG.format(password=secrets.token_hex(8)))
+    tmp_path.chmod(0o755)
+    (tmp_path / "jupyterhub_config.py").chmod(0o644)
+    hub = run_detached(
+        images["hub"],
+        "jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py",
+        options=(
+            *("--volume", f"{tmp_path}:/etc/jupyterhub:ro", "--read-only"),
+            *("--tmpfs", "/tmp:uid=1000,gid=1000", "--tmpfs", "/srv/jupyterhub:uid=1000,gid=1000"),
+        ),
+    )  # fmt: skip
+    # Through configurable-http-proxy (which the hub started from this image) to the hub.
+    _wait_for(hub, "http://127.0.0.1:8000/hub/health", "200", timeout=120, status=True)
+    api = json.loads(hub.exec("python3", "-c", HTTP_GET, "http://127.0.0.1:8000/hub/api/"))
+    assert api["version"] == hub.exec("jupyterhub", "--version")
+    assert hub.exec("python3", "-c", HTTP_STATUS, "http://127.0.0.1:8000/_chp_healthz") == "200"
+    processes = hub.exec("python3", "-c", PROCESSES)
+    assert "configurable-http-proxy" in processes, processes
+    assert "jupyterhub_idle_culler" in processes, processes
+
+
+@pytest.mark.images
+def test_hub_image_runs_the_proxy_alone(images: dict[str, BuiltImage], run_detached: Callable[..., Container]) -> None:
+    # The proxy Deployment runs the same image with configurable-http-proxy as its command.
+    proxy = run_detached(
+        images["hub"],
+        *("configurable-http-proxy", "--ip", "127.0.0.1", "--port", "8000", "--api-ip", "127.0.0.1"),
+        *("--api-port", "8001", "--default-target", "http://127.0.0.1:8081"),
+        options=("--read-only", "--env", f"CONFIGPROXY_AUTH_TOKEN={secrets.token_hex(16)}"),
+    )
+    _wait_for(proxy, "http://127.0.0.1:8000/_chp_healthz", "200", timeout=60, status=True)
+    assert proxy.exec("python3", "-c", HTTP_STATUS, "http://127.0.0.1:8001/api/routes") == "403"
+    assert proxy.exec("node", "--version").startswith("v18.")
+
+
+@pytest.mark.images
+def test_kuberay_operator_is_the_pinned_static_binary(engine: Engine, images: dict[str, BuiltImage]) -> None:
+    image = images["kuberay-operator"]
+    usage = subprocess.run(
+        [engine.docker, "run", "--rm", "--pull", "never", "--network", "none", image.ref, "--help"],
+        env=engine.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert usage.returncode == 0, usage.stderr
+    # The flags the operator's Deployment sets (probe and metrics addresses, leader election).
+    for flag in ("-health-probe-bind-address", "-metrics-addr", "-enable-leader-election", "-watch-namespace"):
+        assert flag in usage.stderr + usage.stdout, f"kuberay-operator --help lacks {flag}"
+    labels = json.loads(engine.run("image", "inspect", "--format", "{{json .Config.Labels}}", image.ref))
+    assert labels["org.opencontainers.image.title"] == "kuberay-operator"

@@ -45,6 +45,11 @@ TOOLS: dict[str, Tool] = {
         ),
         install_step="kafka",
     ),
+    "kuberay-operator": Tool(
+        version_keys=("KUBERAY_VERSION",),
+        location=lambda pins, cache: cache / f"kuberay-{pins['KUBERAY_VERSION']}" / "bin" / "kuberay-operator",
+        install_step="kuberay",
+    ),
     "coredns": Tool(
         version_keys=("COREDNS_VERSION",),
         location=lambda pins, cache: cache / f"coredns-{pins['COREDNS_VERSION']}" / "bin" / "coredns",
@@ -126,3 +131,35 @@ def maven_jars(pom: Path, properties: Mapping[str, str], log_dir: Path) -> Path:
         raise ToolMissingError(f"mvn dependency:copy-dependencies for {pom} failed (log: {log})\n  fix: read the log")
     (cache / ".complete").touch()
     return cache / "lib"
+
+
+def npm_modules(project: Path, log_dir: Path) -> Path:
+    """node_modules of a recipe folder's package-lock.json (`npm ci`, integrity-checked, no install
+    scripts, no dev dependencies), cached by package.json + lock."""
+    lock = project / "package-lock.json"
+    if not lock.is_file() or not (project / "package.json").is_file():
+        raise ToolMissingError(
+            f"{project} needs package.json and package-lock.json\n"
+            f"  fix: cd {project} && npm install --package-lock-only --ignore-scripts"
+        )
+    key = hashlib.sha256((project / "package.json").read_bytes() + b"\0" + lock.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("QFRAME_IMAGES_CACHE", Path.home() / ".cache" / "qframe-images")) / "npm" / key
+    if (cache / ".complete").is_file():
+        return cache / "node_modules"
+    if shutil.which("npm") is None:
+        raise ToolMissingError("npm is not installed\n  fix: apt-get install -y npm")
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    shutil.copy2(project / "package.json", cache)
+    shutil.copy2(lock, cache)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"npm-{project.parent.name}-{project.name}.log"
+    # --no-bin-links: no .bin symlinks (the context copy would flatten them); images put the
+    # package's own bin directory on PATH instead.
+    command = ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-bin-links", "--no-audit", "--no-fund"]
+    with log.open("w") as out:
+        done = subprocess.run(command, cwd=cache, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not (cache / "node_modules").is_dir():
+        raise ToolMissingError(f"npm ci for {project} failed (log: {log})\n  fix: read the log")
+    (cache / ".complete").touch()
+    return cache / "node_modules"

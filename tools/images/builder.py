@@ -124,6 +124,8 @@ def stage_context(recipe: Recipe, pins: dict[str, str], context: Path) -> None:
         elif kind == "maven":
             props = {key: pins[key] for key in recipe.versions}
             _copy_input(artifacts.maven_jars(recipe.folder / name, props, logs), context / dest)
+        elif kind == "npm":
+            _copy_input(artifacts.npm_modules(recipe.folder / name, logs), context / dest)
         else:
             wheels.local_wheel(REPO_ROOT / name, context / dest)
     if recipe.requirements is not None:

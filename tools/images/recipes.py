@@ -20,7 +20,7 @@ IMAGE_VERSIONS_FILE = IMAGES_DIR / "versions.env"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _RECIPE_KEYS = {"title", "description", "uid", "bases", "versions", "probe", "serve", "inputs"}
-_INPUT_SOURCE = re.compile(r"^(tool|wheel|maven):[A-Za-z0-9_./-]+$")
+_INPUT_SOURCE = re.compile(r"^(tool|wheel|maven|npm):[A-Za-z0-9_./-]+$")
 
 
 class RecipeError(ValueError):

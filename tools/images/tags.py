@@ -86,7 +86,10 @@ def input_identity(source: str, pins: Mapping[str, str], repo_root: Path = REPO_
     if kind == "maven":
         # The pom is a recipe file (already in the recipe digest); its versions come from `versions`.
         return source
-    raise ValueError(f"input source {source!r} must start with tool:, wheel: or maven:")
+    if kind == "npm":
+        # package.json + package-lock.json are recipe files (already in the recipe digest).
+        return source
+    raise ValueError(f"input source {source!r} must start with tool:, wheel:, maven: or npm:")
 
 
 def image_identity(
