@@ -73,6 +73,13 @@ def test_kubelet_config_has_the_settings_this_host_needs() -> None:
     assert cfg["authentication"]["x509"]["clientCAFile"].endswith("ca.crt")
     assert cfg["authorization"]["mode"] == "Webhook"
     assert cfg["imageGCHighThresholdPercent"] == 100  # images cannot be pulled back
+    assert set(cfg["evictionHard"]) == {
+        "memory.available",
+        "nodefs.available",
+        "imagefs.available",
+        "nodefs.inodesFree",
+        "imagefs.inodesFree",
+    }
     assert cfg["containerRuntimeEndpoint"] == f"unix://{LAYOUT.containerd_socket}"
 
 

@@ -113,6 +113,10 @@ def _print_endpoints(node: RealNode, namespace: str) -> None:
     console.print(table)
 
 
+def _imported(refs: list[str]) -> str:
+    return f"{len(refs)} imported" if refs else "all present"
+
+
 def _image_progress(name: str, status: str, seconds: float) -> None:
     if status != "cached":
         took = f" in {seconds:.0f}s" if status == "built" else " (cold builds take minutes)"
@@ -121,7 +125,7 @@ def _image_progress(name: str, status: str, seconds: float) -> None:
 
 def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -> None:
     workspace = PulumiWorkspace(state, stack)
-    total = 11 if node_only else 12
+    total = 11 if node_only else 13
     started = time.monotonic()
 
     def node_ready() -> str:
@@ -158,13 +162,9 @@ def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -
         lambda: node.write_configs(images["pause"].ref),
     )
     _step(6, total, "etcd, kube-apiserver, controller-manager, scheduler, containerd", node.start_control_plane)
-    imported = _step(
-        7,
-        total,
-        "import images into containerd",
-        lambda: node.import_images({i.ref: i.archive for i in images.values()}),
-    )
-    console.print(f"    [dim]imported {len(imported)} new, {len(images) - len(imported)} already present[/]")
+    node_images = {i.ref: i.archive for n, i in images.items() if n in NODE_IMAGES}
+    stack_refs = {i.ref: i.archive for n, i in images.items() if n not in NODE_IMAGES}
+    _step(7, total, "import pause + CoreDNS images into containerd", lambda: _imported(node.import_images(node_images)))
     _step(8, total, "kubelet, kube-proxy", node.start_node_daemons)
     _step(9, total, f"node {node.net.node_name} Ready", node_ready)
     _step(10, total, "kube-router (NetworkPolicy firewall only)", node.start_policy_controller)
@@ -174,6 +174,14 @@ def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -
         "CoreDNS, default StorageClass + volume provisioner",
         addons_ready,
     )
+    if stack_refs:
+        # After the node is Ready: kubelet does not wait for the stack's (larger) images.
+        _step(
+            total - 1,
+            total,
+            "import the stack's images into containerd",
+            lambda: _imported(node.import_images(stack_refs)),
+        )
     if node_only:
         rss = node.rss_mib()
         console.print(
@@ -181,7 +189,7 @@ def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -
             f"kubectl access: [bold]export KUBECONFIG={node.kubeconfig}[/]"
         )
         return
-    _step(12, total, f"pulumi stack '{stack}' (file backend in {state.pulumi_backend})", workspace.prepare)
+    _step(13, total, f"pulumi stack '{stack}' (file backend in {state.pulumi_backend})", workspace.prepare)
     console.print("[bold]pulumi up[/] (Pulumi's own progress follows)")
     try:
         workspace.up(node.kubeconfig, stream=True)

@@ -168,7 +168,16 @@ def kubelet_config(layout: NodeLayout, net: NetworkPlan) -> dict[str, Any]:
         # Images cannot be pulled again (no registry): never garbage-collect them.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%"},
+        # Absolute thresholds: on a shared development disk (image builds, caches) a percentage of a
+        # large volume evicts the stack while gigabytes are still free. All five are set because a
+        # partial evictionHard drops kubelet's defaults for the others.
+        "evictionHard": {
+            "memory.available": "200Mi",
+            "nodefs.available": "1Gi",
+            "imagefs.available": "1Gi",
+            "nodefs.inodesFree": "1%",
+            "imagefs.inodesFree": "1%",
+        },
         "serializeImagePulls": False,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
