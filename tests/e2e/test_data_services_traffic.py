@@ -3,7 +3,8 @@
 The stack is up (tests/e2e/conftest.py); this file runs before test_pulumi_up.py's destroy (file
 order). A client pod made from the tools image carries the labels the charts' NetworkPolicies
 admit and the consumers' Secrets as environment, exactly as a workload of the platform would; a
-second pod without the labels shows the policies are enforced, not just rendered.
+second pod without the labels shows the policies are enforced, not just rendered (kube-router's
+firewall controller enforces them on the node; see tools/devstack/node).
 """
 
 from __future__ import annotations
@@ -251,4 +252,6 @@ def test_network_policies_refuse_a_pod_without_the_client_labels(devstack: DevSt
     admitted = _last_json(run_in(devstack, pods["client"], CONNECT_SCRIPT))
     refused = _last_json(run_in(devstack, pods["stranger"], CONNECT_SCRIPT))
     assert set(admitted.values()) == {"connected"}, admitted
-    assert set(refused.values()) == {"timeout"}, refused
+    # Refused by policy, not by a missing server (the admitted client just connected): kube-router,
+    # the enforcer, REJECTs (ICMP port unreachable) where other CNIs drop (timeout).
+    assert all(v == "timeout" or v.startswith("ConnectionRefusedError") for v in refused.values()), refused
