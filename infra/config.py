@@ -46,6 +46,9 @@ _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 _IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
+_CLAIM = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 def _dns_label(value: str) -> str:
@@ -154,6 +157,9 @@ SubnetId = Annotated[str, _matches(_SUBNET, "a subnet id", "subnet-0a1b2c3d4e5f6
 SecurityGroupId = Annotated[str, _matches(_SECURITY_GROUP, "a security group id", "sg-0a1b2c3d4e5f60718")]
 KmsKeyArn = Annotated[str, _matches(_KMS_ARN, "a KMS key or alias ARN", "arn:aws:kms:eu-west-1:123456789012:key/...")]
 IamName = Annotated[str, _matches(_IAM_NAME, "an IAM role or user name", "qframe-research")]
+Username = Annotated[str, _matches(_USERNAME, "a user name", "alice")]
+HttpsUrl = Annotated[str, _matches(_HTTPS_URL, "an https URL", "https://sso.example.com/oauth2/token")]
+ClaimName = Annotated[str, _matches(_CLAIM, "a claim name", "preferred_username")]
 
 
 class RuleError(ValueError):
@@ -227,6 +233,8 @@ class ImageTags(Closed):
     postgres: ImageTag = IMAGE_TAGS["postgres"]
     kafka: ImageTag = IMAGE_TAGS["kafka"]
     tools: ImageTag = IMAGE_TAGS["tools"]
+    hub: ImageTag = IMAGE_TAGS["hub"]
+    notebook: ImageTag = IMAGE_TAGS["notebook"]
 
 
 class Images(Closed):
@@ -343,6 +351,151 @@ class KafkaSettings(Closed):
         return self
 
 
+def _require_unique(section: str, field: str, values: list[str]) -> None:
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            raise RuleError(
+                f"{section}[{index}].{field}", value, f"repeats an earlier {field}; {field}s must be unique"
+            )
+
+
+class IngressSettings(Closed):
+    """An Ingress in front of a web UI; TLS terminates at the Ingress controller with this Secret."""
+
+    host: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$", max_length=253)]
+    tls_secret: DnsLabel | None = None
+    class_name: DnsLabel | None = None
+
+
+class NotebookGpu(Closed):
+    """GPU profiles land on GPU nodes only: a node selector, and a toleration of their taint."""
+
+    count: Annotated[int, Field(ge=1, le=8)] = 1
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=lambda: {"qframe.io/gpu": "true"})
+    toleration_key: LabelKey = "nvidia.com/gpu"
+
+
+class NotebookProfile(Closed):
+    slug: DnsLabel
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    cpu: Cpu = "1"
+    memory: Memory = "2Gi"
+    cpu_limit: Cpu = "2"
+    memory_limit: Memory = "4Gi"
+    default: bool = False
+    gpu: NotebookGpu | None = None
+
+    @model_validator(mode="after")
+    def _guarantee_within_limit(self) -> Self:
+        for field, limit_field in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+            guarantee, limit = getattr(self, field), getattr(self, limit_field)
+            if parse_quantity(guarantee) > parse_quantity(limit):
+                camel = to_camel(limit_field)
+                raise RuleError(field, guarantee, f"the guarantee must not exceed {camel} ({limit})")
+        return self
+
+
+def _default_profiles() -> list[NotebookProfile]:
+    return [
+        NotebookProfile(slug="small", display_name="Small (1 CPU, 2 GiB)", cpu="1", memory="2Gi", default=True),
+        NotebookProfile(
+            slug="medium",
+            display_name="Medium (2 CPU, 8 GiB)",
+            cpu="2",
+            memory="8Gi",
+            cpu_limit="4",
+            memory_limit="8Gi",
+        ),
+    ]
+
+
+class JupyterHubOAuth(Closed):
+    """OAuthenticator settings (auth kinds github and generic-oauth); the client id and secret are
+    read from the keys ``client-id`` and ``client-secret`` of the Secret named here, never from config."""
+
+    secret_name: DnsLabel = "jupyterhub-oauth"  # noqa: S105 - a Secret's name, not a credential
+    callback_url: HttpsUrl
+    allowed_groups: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
+    # generic-oauth only (GitHub's endpoints are built in)
+    authorize_url: HttpsUrl | None = None
+    token_url: HttpsUrl | None = None
+    userdata_url: HttpsUrl | None = None
+    username_claim: ClaimName = "preferred_username"
+    groups_claim: ClaimName = "groups"
+
+
+_GENERIC_ONLY = ("authorize_url", "token_url", "userdata_url", "username_claim", "groups_claim")
+
+
+class JupyterHubAuth(Closed):
+    """Who may log in. Only admins and listed users (or, with OAuth, members of listed groups) get in."""
+
+    kind: Literal["dummy", "native", "github", "generic-oauth"] = "native"
+    admin_users: list[Username] = Field(default_factory=lambda: ["admin"])
+    allowed_users: list[Username] = Field(default_factory=list)
+    oauth: JupyterHubOAuth | None = None
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> Self:
+        if not self.admin_users:
+            raise RuleError("adminUsers", [], f"is empty; auth kind {self.kind!r} needs at least one admin")
+        _require_unique("adminUsers", "name", list(self.admin_users))
+        oauth_kind = self.kind in ("github", "generic-oauth")
+        if oauth_kind and self.oauth is None:
+            raise RuleError(
+                "oauth",
+                None,
+                f"is missing; auth kind {self.kind!r} needs at least oauth.callbackUrl (the client id and "
+                "secret are read from the Secret oauth.secretName, keys client-id and client-secret)",
+            )
+        if not oauth_kind and self.oauth is not None:
+            raise RuleError(
+                "oauth",
+                self.oauth.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                f"is read only by auth kinds github and generic-oauth, and this stack uses {self.kind!r}; "
+                "remove auth.oauth or change auth.kind",
+            )
+        if self.oauth is not None and self.kind == "generic-oauth":
+            for field in ("authorize_url", "token_url", "userdata_url"):
+                if getattr(self.oauth, field) is None:
+                    raise RuleError(f"oauth.{to_camel(field)}", None, "is required with auth kind 'generic-oauth'")
+        if self.oauth is not None and self.kind == "github":
+            for field in _GENERIC_ONLY:
+                if field in self.oauth.model_fields_set:
+                    raise RuleError(
+                        f"oauth.{to_camel(field)}",
+                        getattr(self.oauth, field),
+                        "is read only by auth kind 'generic-oauth' (GitHub's endpoints and claims are built in); "
+                        "remove it",
+                    )
+        return self
+
+
+class JupyterHubSettings(Closed):
+    enabled: bool = True
+    auth: JupyterHubAuth = Field(default_factory=JupyterHubAuth)
+    profiles: list[NotebookProfile] = Field(default_factory=_default_profiles)
+    idle_cull_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    user_storage: Storage = "10Gi"
+    hub_resources: Resources = _resources("100m", "256Mi", "1", "1Gi")
+    proxy_resources: Resources = _resources("50m", "64Mi", "500m", "256Mi")
+    ingress: IngressSettings | None = None
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Self:
+        if not self.profiles:
+            raise RuleError("profiles", [], "is empty; list at least one notebook profile")
+        _require_unique("profiles", "slug", [p.slug for p in self.profiles])
+        defaults = [index for index, profile in enumerate(self.profiles) if profile.default]
+        if len(defaults) > 1:
+            raise RuleError(
+                f"profiles[{defaults[1]}].default",
+                True,
+                f"profiles[{defaults[0]}] is already the default; mark exactly one profile (or none)",
+            )
+        return self
+
+
 class AwsSettings(Closed):
     region: AwsRegion
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
@@ -379,6 +532,7 @@ class StackConfig(Closed):
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings)
     aws: AwsSettings | None = None
 
     @model_validator(mode="after")
@@ -425,6 +579,13 @@ class StackConfig(Closed):
                 )
             if not rds.security_group_ids:
                 raise RuleError("postgres.rds.securityGroupIds", [], "is empty; name the security group(s) for RDS")
+        if self.jupyterhub.auth.kind == "dummy" and self.environment != "dev":
+            raise RuleError(
+                "jupyterhub.auth.kind",
+                "dummy",
+                f"accepts one shared password for every listed user and is allowed only with environment: dev "
+                f"(this stack is {self.environment}); choose native, github or generic-oauth",
+            )
         for key, label in self.labels.items():
             if key.startswith("app.kubernetes.io/"):
                 raise RuleError(
@@ -460,12 +621,9 @@ def variant_keys() -> list[tuple[str, str, str]]:
 # with a message saying why, so nobody tunes a service that is never created.
 NOT_DEPLOYED_YET: dict[tuple[str, ...], str] = {
     ("mlflow",): "MLflow",
-    ("jupyterhub",): "JupyterHub",
     ("dask",): "Dask",
     ("ray",): "Ray",
     ("images", "tags", "mlflow"): "MLflow",
-    ("images", "tags", "jupyterhub"): "JupyterHub",
-    ("images", "tags", "notebook"): "JupyterHub",
     ("images", "tags", "daskWorker"): "Dask",
     ("images", "tags", "rayWorker"): "Ray",
 }

@@ -7,8 +7,12 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from infra.components.jupyterhub import JupyterHub, JupyterHubArgs, UserPlatform, kafka_bootstrap_servers
+from infra.components.jupyterhub import db_secret_name as jupyterhub_db_secret
 from infra.components.kafka import Kafka, KafkaArgs
+from infra.components.object_store import consumer_secret_name as object_store_consumer_secret
 from infra.components.object_store.minio import MinioObjectStore, MinioObjectStoreArgs
+from infra.components.object_store.minio import endpoint_url as minio_endpoint_url
 from infra.components.object_store.s3 import S3ObjectStore, S3ObjectStoreArgs
 from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs
 from infra.components.postgres.rds import RdsPostgres, RdsPostgresArgs
@@ -109,6 +113,30 @@ def deploy(cfg: StackConfig) -> None:
         ),
         opts=service_opts,
     )
+    if cfg.jupyterhub.enabled:
+        minio = store.kind == "minio"
+        jupyterhub = JupyterHub(
+            "jupyterhub",
+            JupyterHubArgs(
+                namespace=namespace,
+                scope=scope,
+                settings=cfg.jupyterhub,
+                image=image_ref(images, "hub"),
+                notebook_image=image_ref(images, "notebook"),
+                platform=UserPlatform(
+                    namespace=cfg.namespace,
+                    lake_bucket=store.buckets.data_lake,
+                    object_store_endpoint=minio_endpoint_url(cfg.namespace) if minio else None,
+                    object_store_secret=object_store_consumer_secret("notebooks") if minio else None,
+                    # Set once the MLflow component is part of the program (issue 12, MLflow part).
+                    mlflow=False,
+                    kafka_bootstrap=kafka_bootstrap_servers(cfg.namespace),
+                ),
+                db_secret=jupyterhub_db_secret(),
+            ),
+            opts=pulumi.ResourceOptions(providers=providers, depends_on=[tenancy, postgres, object_store]),
+        )
+        pulumi.export("jupyterhub_url", jupyterhub.url)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
     pulumi.export("object_store_endpoint", object_store.endpoint)

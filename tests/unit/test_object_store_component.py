@@ -72,6 +72,12 @@ def test_build_values_from_the_dev_stack() -> None:
             "buckets": ["qframe-data-lake"],
             "access": "readwrite",
         },
+        {
+            "name": "notebooks",
+            "existingSecret": "object-store-notebooks",
+            "buckets": ["qframe-data-lake"],
+            "access": "readwrite",
+        },
     ]
     assert values["persistence"] == {"size": "10Gi"}
     assert values["image"]["repository"] == "qframe/minio"
@@ -163,7 +169,11 @@ def test_generated_secrets_appear_only_in_secrets(run: ProgramRun) -> None:
 def test_stack_outputs(run: ProgramRun) -> None:
     assert run.outputs["endpoint"] == "http://minio.qframe.svc:9000"
     assert run.outputs["buckets"] == {"data_lake": "qframe-data-lake", "mlflow_artifacts": "qframe-mlflow-artifacts"}
-    assert run.outputs["credentials_secrets"] == {"mlflow": "object-store-mlflow", "research": "object-store-research"}
+    assert run.outputs["credentials_secrets"] == {
+        "mlflow": "object-store-mlflow",
+        "research": "object-store-research",
+        "notebooks": "object-store-notebooks",
+    }
     assert not run.secret_outputs
 
 

@@ -30,6 +30,7 @@ ROOT_SECRET = "minio-root"  # noqa: S105 - a Secret's name, not a credential
 CONSUMERS: dict[str, tuple[tuple[str, ...], str]] = {
     "mlflow": (("mlflow_artifacts",), "readwrite"),
     "research": (("data_lake",), "readwrite"),
+    "notebooks": (("data_lake",), "readwrite"),
 }
 
 

@@ -1,0 +1,276 @@
+"""JupyterHub: charts/jupyterhub with the hub database on Postgres and users wired to the platform.
+
+The hub's own credentials (the proxy token, the cookie secret and, on the dev-only ``dummy`` auth
+kind, the shared password) are generated here and reach the cluster only inside the Secret
+``jupyterhub-hub``. The database URI is read by the hub from the ``postgres-jupyterhub`` Secret the
+Postgres component creates; the OAuth client from the Secret the config names. Values name Secrets,
+never carry a credential.
+
+Each user's server gets the platform's endpoints as plain environment variables (the
+``QFRAME_*`` names ``qframe.research.settings`` reads) and the object-store key pair of the
+``notebooks`` consumer by Secret reference. Its pod carries the client labels of the services users
+may reach (MLflow, the object store, Kafka) and none for Postgres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.charts import local_chart_release
+from infra.components.credentials import credentials_secret
+from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
+from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
+from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
+from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT_LABEL
+from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT_LABEL
+from infra.components.postgres import consumer_secret_name as postgres_secret_name
+from infra.config import JupyterHubSettings, NotebookProfile
+from infra.images import ImageRef
+from infra.passwords import GeneratedPassword
+from infra.quantities import parse_quantity
+from infra.scope import Scope
+
+RELEASE = "jupyterhub"
+PUBLIC_PORT = 8000
+HUB_SECRET = "jupyterhub-hub"  # noqa: S105 - a Secret's name, not a credential
+POSTGRES_CONSUMER = "jupyterhub"
+OBJECT_STORE_CONSUMER = "notebooks"
+# The MLflow chart admits pods with this label on its port 5000 (charts/mlflow networkPolicy).
+MLFLOW_CLIENT_LABEL = {"qframe.io/mlflow-client": "true"}
+MLFLOW_RELEASE, MLFLOW_PORT = "mlflow", 5000
+# Pods with this label may open the proxy's public port (charts/jupyterhub allowedClients).
+CLIENT_LABEL = {"qframe.io/jupyterhub-client": "true"}
+# The image's JupyterHub convention (images/notebook/README.md).
+NOTEBOOK_UID = 1000
+
+
+def public_url(namespace: str) -> str:
+    """The proxy's public Service (the chart names it after the release)."""
+    return f"http://{RELEASE}.{namespace}.svc:{PUBLIC_PORT}"
+
+
+def mlflow_tracking_uri(namespace: str) -> str:
+    return f"http://{MLFLOW_RELEASE}.{namespace}.svc:{MLFLOW_PORT}"
+
+
+def kafka_bootstrap_servers(namespace: str) -> str:
+    """The Kafka component's client Service (its chart names it after the release)."""
+    return f"{KAFKA_RELEASE}.{namespace}.svc:{KAFKA_PORT}"
+
+
+@dataclass(frozen=True)
+class UserPlatform:
+    """What a user's server connects to; ``None`` where the stack does not deploy it."""
+
+    namespace: str
+    lake_bucket: str
+    object_store_endpoint: str | None
+    """The in-cluster S3 endpoint; ``None`` on AWS S3 (the SDK's default endpoint)."""
+    object_store_secret: str | None
+    """The ``notebooks`` consumer's key-pair Secret; ``None`` where workloads use an IAM role."""
+    mlflow: bool
+    kafka_bootstrap: str | None
+
+
+def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """``(plain variables, Secret-referenced variables)`` of every user's server.
+
+    The catalog stays on the user's own volume: the platform's catalog database is Postgres, which
+    user servers must not reach. Dask and Ray addresses are left out until those components exist.
+    """
+    env = {
+        "QFRAME_LAKE_URL": f"s3://{platform.lake_bucket}/",
+        "QFRAME_CATALOG_URL": "sqlite:////home/jovyan/.qframe/catalog.db",
+        "QFRAME_WORKDIR": "/home/jovyan/.qframe",
+    }
+    if platform.mlflow:
+        env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri(platform.namespace)
+    if platform.object_store_endpoint is not None:
+        env["QFRAME_S3_ENDPOINT_URL"] = platform.object_store_endpoint
+        env["AWS_ENDPOINT_URL_S3"] = platform.object_store_endpoint
+    if platform.kafka_bootstrap is not None:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = platform.kafka_bootstrap
+    secret_env = []
+    if platform.object_store_secret is not None:
+        secret_env = [
+            {"name": "AWS_ACCESS_KEY_ID", "secretName": platform.object_store_secret, "key": "access-key"},
+            {"name": "AWS_SECRET_ACCESS_KEY", "secretName": platform.object_store_secret, "key": "secret-key"},
+        ]
+    return env, secret_env
+
+
+def user_pod_labels(platform: UserPlatform) -> dict[str, str]:
+    """Client labels of the services a user's server may reach (never Postgres)."""
+    labels = dict(OBJECT_STORE_CLIENT_LABEL) if platform.object_store_endpoint is not None else {}
+    if platform.mlflow:
+        labels.update(MLFLOW_CLIENT_LABEL)
+    if platform.kafka_bootstrap is not None:
+        labels.update(KAFKA_CLIENT_LABEL)
+    return labels
+
+
+def profile_values(profile: NotebookProfile) -> dict[str, Any]:
+    """KubeSpawner takes cores as a number and memory as bytes."""
+    values: dict[str, Any] = {
+        "slug": profile.slug,
+        "displayName": profile.display_name,
+        "default": profile.default,
+        "cpuGuarantee": float(parse_quantity(profile.cpu)),
+        "cpuLimit": float(parse_quantity(profile.cpu_limit)),
+        "memGuarantee": int(parse_quantity(profile.memory)),
+        "memLimit": int(parse_quantity(profile.memory_limit)),
+    }
+    if profile.gpu is not None:
+        values["gpu"] = {
+            "count": profile.gpu.count,
+            "nodeSelector": dict(profile.gpu.node_selector),
+            "tolerationKey": profile.gpu.toleration_key,
+        }
+    return values
+
+
+def _auth_values(settings: JupyterHubSettings) -> dict[str, Any]:
+    auth = settings.auth
+    values: dict[str, Any] = {
+        "kind": auth.kind,
+        "adminUsers": list(auth.admin_users),
+        "allowedUsers": list(auth.allowed_users),
+    }
+    oauth = auth.oauth
+    if oauth is not None:
+        values["oauth"] = {
+            "existingSecret": oauth.secret_name,
+            "callbackUrl": oauth.callback_url,
+            "allowedGroups": list(oauth.allowed_groups),
+            "authorizeUrl": oauth.authorize_url or "",
+            "tokenUrl": oauth.token_url or "",
+            "userdataUrl": oauth.userdata_url or "",
+            "usernameClaim": oauth.username_claim,
+            "groupsClaim": oauth.groups_claim,
+        }
+    return values
+
+
+def build_values(
+    *,
+    scope: Scope,
+    settings: JupyterHubSettings,
+    image: ImageRef,
+    notebook_image: ImageRef,
+    platform: UserPlatform,
+    hub_secret: str,
+    db_secret: str,
+) -> dict[str, Any]:
+    """Values for charts/jupyterhub: names of the Secrets holding credentials, never the credentials."""
+    env, secret_env = user_environment(platform)
+    ingress = settings.ingress
+    return {
+        "commonLabels": scope.chart_labels(),
+        "image": image.chart_values(),
+        "resources": settings.hub_resources.model_dump(),
+        "hub": {
+            "existingSecret": hub_secret,
+            "db": {"existingSecret": db_secret, "uriKey": "uri"},
+            "podLabels": dict(POSTGRES_CLIENT_LABEL),
+        },
+        "proxy": {"resources": settings.proxy_resources.model_dump()},
+        "auth": _auth_values(settings),
+        # Check a few times per timeout, at least every 5 minutes, so a server outlives its timeout briefly.
+        "cull": {
+            "enabled": True,
+            "timeout": settings.idle_cull_seconds,
+            "every": max(10, min(300, settings.idle_cull_seconds // 4)),
+        },
+        "singleuser": {
+            "image": notebook_image.chart_values(),
+            "uid": NOTEBOOK_UID,
+            "podLabels": user_pod_labels(platform),
+            "storage": {"size": settings.user_storage, "storageClassName": ""},
+            "env": env,
+            "secretEnv": secret_env,
+            "profiles": [profile_values(profile) for profile in settings.profiles],
+        },
+        "ingress": {
+            "enabled": ingress is not None,
+            "host": ingress.host if ingress else "",
+            "tlsSecret": (ingress.tls_secret or "") if ingress else "",
+            "className": (ingress.class_name or "") if ingress else "",
+        },
+        "networkPolicy": {"allowedClients": [{"podSelector": {"matchLabels": dict(CLIENT_LABEL)}}]},
+    }
+
+
+@dataclass
+class JupyterHubArgs:
+    namespace: pulumi.Input[str]
+    """The Tenancy's namespace output: children wait for the namespace to exist."""
+    scope: Scope
+    settings: JupyterHubSettings
+    image: ImageRef
+    notebook_image: ImageRef
+    platform: UserPlatform
+    db_secret: str
+    """The Postgres component's ``postgres-jupyterhub`` Secret (key ``uri``)."""
+
+
+class JupyterHub(pulumi.ComponentResource):
+    """The hub, its proxy and the users' servers' wiring (charts/jupyterhub)."""
+
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: JupyterHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("qframe:research:JupyterHub", name, None, opts)
+        scope = args.scope
+        namespace = pulumi.Output.from_input(args.namespace)
+        child = pulumi.ResourceOptions(parent=self)
+
+        proxy_token = GeneratedPassword(f"{name}-proxy-token", length=48, opts=child)
+        cookie_secret = GeneratedPassword(f"{name}-cookie-secret", length=64, opts=child)
+        passwords: list[pulumi.Output[str]] = [proxy_token.value, cookie_secret.value]
+        if args.settings.auth.kind == "dummy":
+            # Dev only (the config refuses dummy elsewhere): one generated password for every listed user.
+            passwords.append(GeneratedPassword(f"{name}-dummy-password", length=24, opts=child).value)
+        hub_secret = credentials_secret(
+            f"{name}-hub",
+            name=HUB_SECRET,
+            namespace=namespace,
+            labels=scope.object_labels("jupyterhub", component="credentials"),
+            data=pulumi.Output.all(*passwords).apply(_hub_secret_data),
+            opts=child,
+        )
+
+        release = local_chart_release(
+            f"{name}-release",
+            chart="jupyterhub",
+            release=RELEASE,
+            namespace=namespace,
+            values=build_values(
+                scope=scope,
+                settings=args.settings,
+                image=args.image,
+                notebook_image=args.notebook_image,
+                platform=args.platform,
+                hub_secret=HUB_SECRET,
+                db_secret=args.db_secret,
+            ),
+            description="JupyterHub",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[hub_secret]),
+        )
+
+        self.release_name = release.name
+        self.url = namespace.apply(public_url)
+        self.register_outputs({"url": self.url, "release_name": self.release_name})
+
+
+def _hub_secret_data(values: list[Any]) -> dict[str, str]:
+    data = {"proxy-token": str(values[0]), "cookie-secret": str(values[1])}
+    if len(values) > 2:
+        data["dummy-password"] = str(values[2])
+    return data
+
+
+def db_secret_name() -> str:
+    return postgres_secret_name(POSTGRES_CONSUMER)

@@ -1,0 +1,129 @@
+"""Chart unit tests for charts/jupyterhub with the real helm: hub config, auth kinds, RBAC, policies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.harness import charts
+
+pytestmark = pytest.mark.charts
+
+CHART = charts.REPO_ROOT / "charts" / "jupyterhub"
+NAMESPACE = "qframe"
+Objects = dict[tuple[str, str], dict[str, Any]]
+OAUTH = {
+    "existingSecret": "sso-client",
+    "callbackUrl": "https://hub.example.com/hub/oauth_callback",
+    "allowedGroups": ["quants"],
+    "authorizeUrl": "https://sso.example.com/auth",
+    "tokenUrl": "https://sso.example.com/token",
+    "userdataUrl": "https://sso.example.com/userinfo",
+}
+
+
+def render(values: Mapping[str, Any] | None = None) -> Objects:
+    return charts.render_by_name(CHART, values or {}, namespace=NAMESPACE, release="jupyterhub")
+
+
+def hub_settings(objects: Objects) -> dict[str, Any]:
+    return dict(json.loads(objects["ConfigMap", "jupyterhub-hub-config"]["data"]["hub.json"]))
+
+
+def hub_env(objects: Objects) -> dict[str, Any]:
+    (container,) = objects["Deployment", "jupyterhub-hub"]["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("valueFrom", e.get("value")) for e in container["env"]}
+
+
+def test_hub_config_has_the_culler_service_and_the_chosen_authenticator() -> None:
+    objects = render({"auth": {"kind": "dummy"}, "cull": {"enabled": True, "timeout": 900, "every": 60}})
+    config = objects["ConfigMap", "jupyterhub-hub-config"]["data"]["jupyterhub_config.py"]
+    assert '"jupyterhub_idle_culler"' in config
+    assert "kubespawner.KubeSpawner" in config
+    settings = hub_settings(objects)
+    assert settings["auth"]["kind"] == "dummy"
+    assert settings["cull"] == {"enabled": True, "timeout": 900, "every": 60}
+    assert settings["proxy"]["apiUrl"] == "http://jupyterhub-proxy-api.qframe.svc:8001"
+    assert settings["hub"]["connectUrl"] == "http://jupyterhub-hub.qframe.svc:8081"
+
+
+def test_the_database_uri_and_tokens_only_by_secret_reference() -> None:
+    env = hub_env(render())
+    assert env["QFRAME_HUB_DB_URL"] == {"secretKeyRef": {"name": "postgres-jupyterhub", "key": "uri"}}
+    assert env["CONFIGPROXY_AUTH_TOKEN"] == {"secretKeyRef": {"name": "jupyterhub-hub", "key": "proxy-token"}}
+    assert "QFRAME_HUB_DUMMY_PASSWORD" not in env
+    assert "OAUTH_CLIENT_SECRET" not in env
+
+
+def test_switching_auth_kind_changes_exactly_the_hub_config_and_the_hub_pod() -> None:
+    native = render({"auth": {"kind": "native"}})
+    oauth = render({"auth": {"kind": "generic-oauth", "oauth": OAUTH}})
+    assert native.keys() == oauth.keys()
+    changed = {key for key in native if native[key] != oauth[key]}
+    assert changed == {("ConfigMap", "jupyterhub-hub-config"), ("Deployment", "jupyterhub-hub")}
+    env = hub_env(oauth)
+    assert env["OAUTH_CLIENT_ID"] == {"secretKeyRef": {"name": "sso-client", "key": "client-id"}}
+    assert env["OAUTH_CLIENT_SECRET"] == {"secretKeyRef": {"name": "sso-client", "key": "client-secret"}}
+    assert hub_settings(oauth)["auth"]["oauth"]["allowedGroups"] == ["quants"]
+    dummy_env = hub_env(render({"auth": {"kind": "dummy"}}))
+    assert dummy_env["QFRAME_HUB_DUMMY_PASSWORD"] == {
+        "secretKeyRef": {"name": "jupyterhub-hub", "key": "dummy-password"}
+    }
+
+
+def test_rbac_is_exactly_what_kubespawner_needs_in_its_namespace() -> None:
+    objects = render()
+    role = objects["Role", "jupyterhub-hub"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in role["rules"]}
+    assert rules == {
+        (("",), ("pods",)): ["get", "list", "watch", "create", "delete"],
+        (("",), ("persistentvolumeclaims",)): ["get", "list", "watch", "create", "delete"],
+        (("",), ("events",)): ["get", "list", "watch"],
+    }
+    assert not any(kind == "ClusterRole" for kind, _ in objects)
+    hub_pod = objects["Deployment", "jupyterhub-hub"]["spec"]["template"]["spec"]
+    assert hub_pod["serviceAccountName"] == "jupyterhub-hub"
+    assert (
+        objects["Deployment", "jupyterhub-proxy"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    )
+
+
+def test_user_servers_are_restricted_and_labelled_for_their_services_only() -> None:
+    values = {"singleuser": {"podLabels": {"qframe.io/mlflow-client": "true", "qframe.io/kafka-client": "true"}}}
+    settings = hub_settings(render(values))["singleuser"]
+    assert settings["podLabels"] == values["singleuser"]["podLabels"]
+    assert settings["labels"]["app.kubernetes.io/component"] == "singleuser"
+    config = render()["ConfigMap", "jupyterhub-hub-config"]["data"]["jupyterhub_config.py"]
+    assert "c.KubeSpawner.automount_service_account_token = False" in config
+    assert '"readOnlyRootFilesystem": True' in config
+
+
+def test_policies_hub_proxy_and_user_servers() -> None:
+    objects = render()
+    singleuser = objects["NetworkPolicy", "jupyterhub-singleuser"]["spec"]
+    assert singleuser["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "singleuser"
+    (ingress,) = singleuser["ingress"]
+    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in ingress["from"]} == {"hub", "proxy"}
+    (egress,) = singleuser["egress"]
+    assert egress["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "hub"
+    assert egress["ports"] == [{"protocol": "TCP", "port": 8081}]
+    proxy = objects["NetworkPolicy", "jupyterhub-proxy"]["spec"]
+    public = proxy["ingress"][0]
+    assert public["from"] == [{"podSelector": {"matchLabels": {"qframe.io/jupyterhub-client": "true"}}}]
+    assert public["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert ("NetworkPolicy", "jupyterhub-client-egress-0") in objects
+
+
+def test_ingress_only_when_enabled() -> None:
+    assert not any(kind == "Ingress" for kind, _ in render())
+    objects = render({"ingress": {"enabled": True, "host": "hub.example.com", "tlsSecret": "hub-tls"}})
+    spec = objects["Ingress", "jupyterhub"]["spec"]
+    assert spec["tls"] == [{"hosts": ["hub.example.com"], "secretName": "hub-tls"}]
+    assert spec["rules"][0]["http"]["paths"][0]["backend"]["service"] == {
+        "name": "jupyterhub",
+        "port": {"name": "http"},
+    }
