@@ -233,6 +233,7 @@ class ImageTags(Closed):
     postgres: ImageTag = IMAGE_TAGS["postgres"]
     kafka: ImageTag = IMAGE_TAGS["kafka"]
     tools: ImageTag = IMAGE_TAGS["tools"]
+    mlflow: ImageTag = IMAGE_TAGS["mlflow"]
     hub: ImageTag = IMAGE_TAGS["hub"]
     notebook: ImageTag = IMAGE_TAGS["notebook"]
 
@@ -496,6 +497,23 @@ class JupyterHubSettings(Closed):
         return self
 
 
+class MlflowAuth(Closed):
+    """MLflow's basic-auth app: always on; the admin password is generated into the Secret mlflow-auth."""
+
+    admin_username: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "admin"
+    default_permission: Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"
+
+
+class MlflowSettings(Closed):
+    enabled: bool = True
+    replicas: Annotated[int, Field(ge=1, le=10)] = 1
+    workers: Annotated[int, Field(ge=1, le=16)] = 2
+    resources: Resources = _resources("100m", "512Mi", "1", "1Gi")
+    auth: MlflowAuth = Field(default_factory=MlflowAuth)
+    metrics: bool = True
+    ingress: IngressSettings | None = None
+
+
 class AwsSettings(Closed):
     region: AwsRegion
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
@@ -532,6 +550,7 @@ class StackConfig(Closed):
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings)
     aws: AwsSettings | None = None
 
@@ -620,10 +639,8 @@ def variant_keys() -> list[tuple[str, str, str]]:
 # Keys users will look for that no deployed component reads yet. Refused like any unknown key, but
 # with a message saying why, so nobody tunes a service that is never created.
 NOT_DEPLOYED_YET: dict[tuple[str, ...], str] = {
-    ("mlflow",): "MLflow",
     ("dask",): "Dask",
     ("ray",): "Ray",
-    ("images", "tags", "mlflow"): "MLflow",
     ("images", "tags", "daskWorker"): "Dask",
     ("images", "tags", "rayWorker"): "Ray",
 }

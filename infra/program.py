@@ -10,6 +10,7 @@ from pulumi.runtime import config as runtime_config
 from infra.components.jupyterhub import JupyterHub, JupyterHubArgs, UserPlatform, kafka_bootstrap_servers
 from infra.components.jupyterhub import db_secret_name as jupyterhub_db_secret
 from infra.components.kafka import Kafka, KafkaArgs
+from infra.components.mlflow import Mlflow, MlflowArgs, artifact_store_for, database_for
 from infra.components.object_store import consumer_secret_name as object_store_consumer_secret
 from infra.components.object_store.minio import MinioObjectStore, MinioObjectStoreArgs
 from infra.components.object_store.minio import endpoint_url as minio_endpoint_url
@@ -102,6 +103,23 @@ def deploy(cfg: StackConfig) -> None:
             ),
             opts=service_opts,
         )
+    mlflow: Mlflow | None = None
+    if cfg.mlflow.enabled:
+        mlflow = Mlflow(
+            "mlflow",
+            MlflowArgs(
+                namespace=namespace,
+                scope=scope,
+                settings=cfg.mlflow,
+                image=image_ref(images, "mlflow"),
+                database=database_for(in_cluster_postgres=cfg.postgres.kind == "in-cluster"),
+                artifacts=artifact_store_for(
+                    kind=store.kind, bucket=store.buckets.mlflow_artifacts, namespace=cfg.namespace, region=region
+                ),
+                depends_on=[postgres, object_store],
+            ),
+            opts=service_opts,
+        )
     kafka = Kafka(
         "kafka",
         KafkaArgs(
@@ -146,3 +164,6 @@ def deploy(cfg: StackConfig) -> None:
     pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
     pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)
     pulumi.export("kafka_topics", kafka.topics)
+    if mlflow is not None:
+        pulumi.export("mlflow_tracking_uri", mlflow.tracking_uri)
+        pulumi.export("mlflow_auth_secret", mlflow.auth_secret)

@@ -2,8 +2,10 @@
 
 MLflow's basic-auth app reads its database URI only from an ini file (MLFLOW_AUTH_CONFIG_PATH), and
 the URI carries the password, so the file is written here, into an in-memory emptyDir, from the
-environment the chart fills from Secrets. The auth tables live in their own schema of the mlflow
-database: their alembic history would collide with the tracking store's in the same schema.
+environment the chart fills from Secrets. The auth app's tables (users, permissions, its
+alembic_version_auth) live in their own schema of the mlflow database, apart from the tracking
+tables: the issue asks for its own auth database, and the platform's Postgres has one database per
+consumer, so a schema is the separate store this login can create by itself.
 Idempotent: CREATE SCHEMA IF NOT EXISTS, and the file is rewritten on every start.
 """
 
