@@ -1,0 +1,268 @@
+"""The hub from charts/jupyterhub's rendered config on a real PostgreSQL, with a real proxy.
+
+Rendered by `helm template` (dummy auth, a short culler timeout): the hub runs the rendered
+jupyterhub_config.py with the rendered hub.json and exactly the environment variable names the hub
+Deployment takes from Secrets (values generated here, the database URI in the Secret's
+``postgresql://`` form); the proxy runs the proxy Deployment's command line. Only what cannot exist
+outside a cluster is swapped, in a wrapper config owned by this test: Service DNS names become
+127.0.0.1 with free ports, and KubeSpawner becomes a local-process spawner running JupyterHub's own
+mock single-user server. The idle culler is the rendered hub service, unchanged.
+
+JupyterHub comes from the hub image's wheelhouse (the exact pins of images/hub/requirements.txt),
+installed once into a venv under ~/.cache/qframe-tools; configurable-http-proxy from the image's npm
+input, on the host's Node.js.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from tests.harness import charts
+from tools import services
+from tools.services._net import free_port
+
+pytestmark = pytest.mark.services
+
+CHART = charts.REPO_ROOT / "charts" / "jupyterhub"
+NAMESPACE = "qframe"
+IMAGES_CACHE = Path.home() / ".cache" / "qframe-images"
+VENV = Path.home() / ".cache" / "qframe-tools" / "jupyterhub-services-venv"
+REQUIREMENTS = charts.REPO_ROOT / "images" / "hub" / "requirements.txt"
+CULL_TIMEOUT_S, CULL_EVERY_S = 10, 5
+ALLOWED, DISALLOWED, ADMIN = "alice", "mallory", "admin"
+
+
+def _hub_wheelhouse() -> Path:
+    for wheelhouse in sorted((IMAGES_CACHE / "wheelhouse").glob("*")):
+        if any(wheelhouse.glob("jupyterhub_kubespawner-*.whl")):
+            return wheelhouse
+    pytest.fail(
+        f"no wheelhouse with the hub image's wheels under {IMAGES_CACHE}; run `python -m tools.images build hub`"
+    )
+
+
+def hub_python() -> Path:
+    """The venv with the hub image's pinned packages (created once; pip from the local wheelhouse only)."""
+    python = VENV / "bin" / "python"
+    stamp = VENV / "requirements.txt"
+    if python.exists() and stamp.exists() and stamp.read_text() == REQUIREMENTS.read_text():
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    wheelhouse = str(_hub_wheelhouse())
+    pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", wheelhouse]
+    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+    stamp.write_text(REQUIREMENTS.read_text())
+    return python
+
+
+def proxy_script() -> Path:
+    found = sorted(IMAGES_CACHE.glob("npm/*/node_modules/configurable-http-proxy/bin/configurable-http-proxy"))
+    if not found:
+        pytest.fail(
+            f"configurable-http-proxy not staged under {IMAGES_CACHE}/npm; run `python -m tools.images build hub`"
+        )
+    return found[-1]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    config_py: str
+    settings: dict[str, Any]
+    hub_command: list[str]
+    hub_secret_env: list[str]
+    proxy_command: list[str]
+
+
+def render() -> Rendered:
+    values = {
+        "auth": {"kind": "dummy", "adminUsers": [ADMIN], "allowedUsers": [ALLOWED]},
+        "cull": {"enabled": True, "timeout": CULL_TIMEOUT_S, "every": CULL_EVERY_S},
+    }
+    objects = charts.render_by_name(CHART, values, namespace=NAMESPACE, release="jupyterhub")
+    data = objects["ConfigMap", "jupyterhub-hub-config"]["data"]
+    (hub,) = objects["Deployment", "jupyterhub-hub"]["spec"]["template"]["spec"]["containers"]
+    (proxy,) = objects["Deployment", "jupyterhub-proxy"]["spec"]["template"]["spec"]["containers"]
+    return Rendered(
+        config_py=data["jupyterhub_config.py"],
+        settings=json.loads(data["hub.json"]),
+        hub_command=hub["command"],
+        hub_secret_env=[e["name"] for e in hub["env"] if "valueFrom" in e],
+        proxy_command=proxy["command"],
+    )
+
+
+@dataclass(frozen=True)
+class Hub:
+    url: str
+    api_token: str
+    password: str
+    log: Path
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args!r} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{url} did not answer in {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def _database(postgres: services.PostgresService) -> str:
+    """A fresh ``jupyterhub`` database; the URI in the form the postgres-jupyterhub Secret's ``uri`` has."""
+    name = f"jupyterhub_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{postgres.user}:{postgres.password}@{postgres.host}:{postgres.port}/{name}"
+
+
+@pytest.fixture(scope="module")
+def hub(postgres: services.PostgresService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    rendered = render()
+    python = hub_python()
+    work = tmp_path_factory.mktemp("jupyterhub")
+    etc = work / "etc"
+    etc.mkdir()
+    (etc / "jupyterhub_config.py").write_text(rendered.config_py)
+    (etc / "hub.json").write_text(json.dumps(rendered.settings))
+    hub_port, proxy_port, api_port = free_port(), free_port(), free_port()
+    api_token = secrets.token_hex(24)
+    # Test-only swaps (see the module docstring); everything else is the rendered config.
+    (work / "test_config.py").write_text(
+        f"""
+c = get_config()  # noqa: F821
+load_subconfig({str(etc / "jupyterhub_config.py")!r})  # noqa: F821
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.JupyterHub.hub_connect_url = "http://127.0.0.1:{hub_port}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{proxy_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.Spawner.cmd = [{str(python)!r}, "-m", "jupyterhub.tests.mocksu"]
+c.Spawner.start_timeout = 30
+c.JupyterHub.services.append({{"name": "test-driver", "api_token": {api_token!r}}})
+c.JupyterHub.load_roles.append(
+    {{"name": "test-driver", "scopes": ["admin:users", "admin:servers"], "services": ["test-driver"]}}
+)
+"""
+    )
+    secret_values = {
+        "QFRAME_HUB_DB_URL": _database(postgres),
+        "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(24),
+        "QFRAME_HUB_COOKIE_SECRET": secrets.token_hex(32),
+        "QFRAME_HUB_DUMMY_PASSWORD": secrets.token_hex(12),
+    }
+    assert sorted(rendered.hub_secret_env) == sorted(secret_values), "the hub Deployment's Secret env changed"
+    env = {**os.environ, **secret_values, "HOME": str(work), "PATH": f"{python.parent}:{os.environ['PATH']}"}
+
+    # The proxy: the rendered command line with the Service addresses replaced by loopback ports.
+    proxy_args = [
+        re.sub(r"http://jupyterhub-hub\.qframe\.svc:8081", f"http://127.0.0.1:{hub_port}", arg)
+        .replace("--port=8000", f"--port={proxy_port}")
+        .replace("--api-port=8001", f"--api-port={api_port}")
+        .replace("--ip=", "--ip=127.0.0.1")
+        .replace("--api-ip=", "--api-ip=127.0.0.1")
+        for arg in rendered.proxy_command[1:]
+    ]
+    assert rendered.proxy_command[0] == "configurable-http-proxy"
+    proxy_log = work / "proxy.log"
+    proxy = subprocess.Popen(
+        ["node", str(proxy_script()), *proxy_args],
+        env=env,
+        stdout=proxy_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    hub_log = work / "hub.log"
+    assert rendered.hub_command[:2] == ["jupyterhub", "--config"]
+    hub_process = subprocess.Popen(
+        [str(python.parent / "jupyterhub"), "--config", str(work / "test_config.py")],
+        cwd=work,
+        env=env,
+        stdout=hub_log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{proxy_port}/_chp_healthz", proxy, proxy_log)
+        _wait_http(f"http://127.0.0.1:{proxy_port}/hub/health", hub_process, hub_log)
+        yield Hub(f"http://127.0.0.1:{proxy_port}", api_token, secret_values["QFRAME_HUB_DUMMY_PASSWORD"], hub_log)
+    finally:
+        for process in (hub_process, proxy):
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def login(hub: Hub, user: str, password: str) -> requests.Response:
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login", timeout=10)
+    xsrf = session.cookies.get("_xsrf", "")
+    return session.post(
+        f"{hub.url}/hub/login",
+        data={"username": user, "password": password, "_xsrf": xsrf},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def api(hub: Hub, method: str, path: str) -> requests.Response:
+    return requests.request(
+        method, f"{hub.url}/hub/api{path}", headers={"Authorization": f"token {hub.api_token}"}, timeout=10
+    )
+
+
+def test_an_allowed_user_logs_in_with_the_shared_password(hub: Hub) -> None:
+    response = login(hub, ALLOWED, hub.password)
+    assert response.status_code == 302, response.text[-500:]
+    assert "jupyterhub-session-id" in response.cookies or "jupyterhub-hub-login" in response.cookies
+
+
+def test_an_unlisted_user_and_a_wrong_password_are_refused(hub: Hub) -> None:
+    for user, password in ((DISALLOWED, hub.password), (ALLOWED, "not-the-password")):
+        response = login(hub, user, password)
+        assert response.status_code == 403, f"{user}: {response.status_code}"
+        assert "jupyterhub-hub-login" not in response.cookies
+
+
+def test_a_server_starts_and_the_culler_stops_it(hub: Hub) -> None:
+    api(hub, "POST", f"/users/{ALLOWED}")  # created on first login too; 409 when it exists
+    started = api(hub, "POST", f"/users/{ALLOWED}/server")
+    assert started.status_code in (201, 202), started.text
+    deadline = time.monotonic() + 30
+    while not api(hub, "GET", f"/users/{ALLOWED}").json()["servers"].get("", {}).get("ready"):
+        assert time.monotonic() < deadline, hub.log.read_text()[-3000:]
+        time.sleep(0.5)
+    ready_at = time.monotonic()
+    # The proxy routes the user's prefix to the user's server (the mock echoes the path).
+    echoed = requests.get(f"{hub.url}/user/{ALLOWED}/through-the-proxy", timeout=10)
+    assert echoed.status_code == 200
+    assert echoed.text == f"/user/{ALLOWED}/through-the-proxy"
+    # The culler (the rendered hub service) stops it once it has been idle for the timeout.
+    deadline = ready_at + CULL_TIMEOUT_S + 3 * CULL_EVERY_S + 20
+    while api(hub, "GET", f"/users/{ALLOWED}").json()["servers"]:
+        assert time.monotonic() < deadline, "the idle culler did not stop the server:\n" + hub.log.read_text()[-3000:]
+        time.sleep(1)
+    stopped_after = time.monotonic() - ready_at
+    print(f"server culled {stopped_after:.1f} s after it became ready (timeout {CULL_TIMEOUT_S} s)")
+    assert stopped_after >= CULL_TIMEOUT_S - 2, f"stopped after {stopped_after:.1f} s, before the idle timeout"
+    assert "idle-culler" in hub.log.read_text()
