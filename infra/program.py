@@ -146,8 +146,7 @@ def deploy(cfg: StackConfig) -> None:
                     lake_bucket=store.buckets.data_lake,
                     object_store_endpoint=minio_endpoint_url(cfg.namespace) if minio else None,
                     object_store_secret=object_store_consumer_secret("notebooks") if minio else None,
-                    # Set once the MLflow component is part of the program (issue 12, MLflow part).
-                    mlflow=False,
+                    mlflow=mlflow is not None,
                     kafka_bootstrap=kafka_bootstrap_servers(cfg.namespace),
                 ),
                 db_secret=jupyterhub_db_secret(),

@@ -24,6 +24,8 @@ from infra.components.credentials import credentials_secret
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
+from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
+from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
 from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT_LABEL
 from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT_LABEL
 from infra.components.postgres import consumer_secret_name as postgres_secret_name
@@ -38,9 +40,6 @@ PUBLIC_PORT = 8000
 HUB_SECRET = "jupyterhub-hub"  # noqa: S105 - a Secret's name, not a credential
 POSTGRES_CONSUMER = "jupyterhub"
 OBJECT_STORE_CONSUMER = "notebooks"
-# The MLflow chart admits pods with this label on its port 5000 (charts/mlflow networkPolicy).
-MLFLOW_CLIENT_LABEL = {"qframe.io/mlflow-client": "true"}
-MLFLOW_RELEASE, MLFLOW_PORT = "mlflow", 5000
 # Pods with this label may open the proxy's public port (charts/jupyterhub allowedClients).
 CLIENT_LABEL = {"qframe.io/jupyterhub-client": "true"}
 # The image's JupyterHub convention (images/notebook/README.md).
@@ -50,10 +49,6 @@ NOTEBOOK_UID = 1000
 def public_url(namespace: str) -> str:
     """The proxy's public Service (the chart names it after the release)."""
     return f"http://{RELEASE}.{namespace}.svc:{PUBLIC_PORT}"
-
-
-def mlflow_tracking_uri(namespace: str) -> str:
-    return f"http://{MLFLOW_RELEASE}.{namespace}.svc:{MLFLOW_PORT}"
 
 
 def kafka_bootstrap_servers(namespace: str) -> str:

@@ -159,3 +159,13 @@ def test_no_dummy_password_without_dummy_auth_and_disabled_registers_nothing() -
     off = run_program(DEV_STACK, overrides={"jupyterhub": {"enabled": False}})
     assert off.of_type("qframe:research:JupyterHub") == []
     assert "jupyterhub_url" not in off.outputs
+
+
+def test_users_get_mlflow_only_when_the_stack_deploys_it() -> None:
+    on = run_program(DEV_STACK).one(RELEASE, "jupyterhub-release").inputs["values"]["singleuser"]
+    assert on["env"]["MLFLOW_TRACKING_URI"] == "http://mlflow.qframe.svc:5000"
+    assert on["podLabels"]["qframe.io/mlflow-client"] == "true"
+    off_run = run_program(DEV_STACK, overrides={"mlflow": {"enabled": False}})
+    off = off_run.one(RELEASE, "jupyterhub-release").inputs["values"]["singleuser"]
+    assert "MLFLOW_TRACKING_URI" not in off["env"]
+    assert "qframe.io/mlflow-client" not in off["podLabels"]
