@@ -96,7 +96,7 @@ def test_user_servers_are_restricted_and_labelled_for_their_services_only() -> N
     values = {"singleuser": {"podLabels": {"qframe.io/mlflow-client": "true", "qframe.io/kafka-client": "true"}}}
     settings = hub_settings(render(values))["singleuser"]
     assert settings["podLabels"] == values["singleuser"]["podLabels"]
-    assert settings["labels"]["app.kubernetes.io/component"] == "singleuser"
+    assert settings["labels"]["app.kubernetes.io/component"] == "singleuser-server"
     config = render()["ConfigMap", "jupyterhub-hub-config"]["data"]["jupyterhub_config.py"]
     assert "c.KubeSpawner.automount_service_account_token = False" in config
     assert '"readOnlyRootFilesystem": True' in config
@@ -105,7 +105,7 @@ def test_user_servers_are_restricted_and_labelled_for_their_services_only() -> N
 def test_policies_hub_proxy_and_user_servers() -> None:
     objects = render()
     singleuser = objects["NetworkPolicy", "jupyterhub-singleuser"]["spec"]
-    assert singleuser["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "singleuser"
+    assert singleuser["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "singleuser-server"
     (ingress,) = singleuser["ingress"]
     assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in ingress["from"]} == {"hub", "proxy"}
     (egress,) = singleuser["egress"]

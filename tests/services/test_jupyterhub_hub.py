@@ -266,3 +266,127 @@ def test_a_server_starts_and_the_culler_stops_it(hub: Hub) -> None:
     print(f"server culled {stopped_after:.1f} s after it became ready (timeout {CULL_TIMEOUT_S} s)")
     assert stopped_after >= CULL_TIMEOUT_S - 2, f"stopped after {stopped_after:.1f} s, before the idle timeout"
     assert "idle-culler" in hub.log.read_text()
+
+
+# Builds a user's pod and PVC with the real KubeSpawner from the rendered config (no API calls:
+# KubeSpawner's own _mock mode, a kubeconfig pointing nowhere) and prints them as JSON.
+MANIFEST_SCRIPT = """
+import asyncio, json, os, sys
+from unittest import mock
+from traitlets.config import PyFileConfigLoader
+from jupyterhub.objects import Hub, Server
+from kubernetes_asyncio.client import ApiClient
+from kubespawner import KubeSpawner
+
+config = PyFileConfigLoader("jupyterhub_config.py", path=sys.argv[1]).load_config()
+user = mock.Mock(id=1, url="/user/alice/", escaped_name="alice", settings={})
+user.name = "alice"
+
+async def main():
+    spawner = KubeSpawner(config=config, _mock=True, user=user, hub=Hub(), server=Server(base_url="/user/alice/"))
+    spawner.user_options = {"profile": sys.argv[2]}
+    await spawner.load_user_options()
+    client = ApiClient()
+    pod = client.sanitize_for_serialization(await spawner.get_pod_manifest())
+    pvc = client.sanitize_for_serialization(spawner.get_pvc_manifest())
+    print(json.dumps({"pod": pod, "pvc": pvc}))
+    await client.close()
+
+asyncio.run(main())
+"""
+
+
+def user_pod(tmp_path: Path, profile: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(pod, pvc, the rendered user-server NetworkPolicy) for ``profile``."""
+    values = {
+        "singleuser": {
+            "podLabels": {"qframe.io/object-store-client": "true", "qframe.io/mlflow-client": "true"},
+            "storage": {"size": "7Gi", "storageClassName": ""},
+            "env": {"QFRAME_LAKE_URL": "s3://qframe-data-lake/"},
+            "secretEnv": [
+                {"name": "AWS_SECRET_ACCESS_KEY", "secretName": "object-store-notebooks", "key": "secret-key"}
+            ],
+            "profiles": [
+                {"slug": "small", "displayName": "Small", "default": True, "cpuGuarantee": 1, "cpuLimit": 2}
+                | {"memGuarantee": 2**31, "memLimit": 2**32},
+                {"slug": "gpu", "displayName": "GPU", "default": False, "cpuGuarantee": 2, "cpuLimit": 4}
+                | {"memGuarantee": 2**33, "memLimit": 2**34}
+                | {"gpu": {"count": 1, "nodeSelector": {"qframe.io/gpu": "true"}, "tolerationKey": "nvidia.com/gpu"}},
+            ],
+        }
+    }
+    objects = charts.render_by_name(CHART, values, namespace=NAMESPACE, release="jupyterhub")
+    data = objects["ConfigMap", "jupyterhub-hub-config"]["data"]
+    etc = tmp_path / profile
+    etc.mkdir()
+    (etc / "jupyterhub_config.py").write_text(data["jupyterhub_config.py"])
+    (etc / "hub.json").write_text(data["hub.json"])
+    (etc / "kubeconfig").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
+        "clusters: [{name: none, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: none, user: {token: none}}]\n"
+        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
+    )
+    (etc / "manifest.py").write_text(MANIFEST_SCRIPT)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(etc / "kubeconfig"),
+        "CONFIGPROXY_AUTH_TOKEN": "t",
+        "QFRAME_HUB_DB_URL": "postgresql://u:p@127.0.0.1:9/db",
+        "QFRAME_HUB_COOKIE_SECRET": "c",
+    }
+    proc = subprocess.run(
+        [str(hub_python()), str(etc / "manifest.py"), str(etc), profile],
+        cwd=etc,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = json.loads(proc.stdout.strip().splitlines()[-1])
+    return built["pod"], built["pvc"], objects["NetworkPolicy", "jupyterhub-singleuser"]
+
+
+def test_kubespawner_builds_restricted_labelled_user_pods_from_the_rendered_config(tmp_path: Path) -> None:
+    pod, pvc, policy = user_pod(tmp_path, "small")
+    labels = pod["metadata"]["labels"]
+    # The rendered policy selects the pods KubeSpawner really creates, and the client labels are on them.
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert labels["qframe.io/object-store-client"] == "true"
+    assert labels["qframe.io/mlflow-client"] == "true"
+    assert "qframe.io/postgres-client" not in labels
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["QFRAME_LAKE_URL"]["value"] == "s3://qframe-data-lake/"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "object-store-notebooks", "key": "secret-key"}
+    }
+    assert container["resources"] == {
+        "limits": {"cpu": 2.0, "memory": 2**32},
+        "requests": {"cpu": 1.0, "memory": 2**31},
+    }
+    assert {"name": "home", "mountPath": "/home/jovyan"} in container["volumeMounts"]
+    assert {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}} in spec["volumes"]
+    assert pvc["metadata"]["name"] == "claim-alice"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "7Gi"
+
+
+def test_the_gpu_profile_adds_the_gpu_its_node_selector_and_toleration(tmp_path: Path) -> None:
+    pod, _pvc, _policy = user_pod(tmp_path, "gpu")
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"qframe.io/gpu": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    (container,) = spec["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"]["cpu"] == 2.0

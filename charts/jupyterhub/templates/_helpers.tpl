@@ -5,7 +5,8 @@ _common.tpl, a generated copy of charts/_shared/_common.tpl.
 
 Components: "hub" (the hub Deployment, its Service, ServiceAccount, RBAC and config), "proxy"
 (configurable-http-proxy, the public Service named after the release and the API Service) and
-"singleuser" (the users' servers that KubeSpawner creates; the chart renders only their policy).
+"singleuser-server" (the users' servers that KubeSpawner creates; the chart renders only their policy; KubeSpawner sets
+this component label on every user pod itself).
 */ -}}
 
 {{/*
@@ -31,7 +32,7 @@ jupyterhub.settings
 {{- define "jupyterhub.settings" -}}
 {{- $hub := include "jupyterhub.hubName" . -}}
 {{- $singleuser := .Values.singleuser -}}
-{{- $labels := dict "app.kubernetes.io/name" (include "qframe.name" .) "app.kubernetes.io/instance" .Release.Name "app.kubernetes.io/component" "singleuser" "app.kubernetes.io/part-of" "qframe-research" "app.kubernetes.io/managed-by" "jupyterhub" -}}
+{{- $labels := dict "app.kubernetes.io/name" (include "qframe.name" .) "app.kubernetes.io/instance" .Release.Name "app.kubernetes.io/component" "singleuser-server" "app.kubernetes.io/part-of" "qframe-research" "app.kubernetes.io/managed-by" "jupyterhub" -}}
 {{- $settings := dict
   "namespace" .Release.Namespace
   "hub" (dict "bindUrl" "http://:8081" "connectUrl" (printf "http://%s.%s.svc:8081" $hub .Release.Namespace))
