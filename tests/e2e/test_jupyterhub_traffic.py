@@ -1,0 +1,196 @@
+"""Real traffic through JupyterHub on the real node: log in, spawn a user's server, check its reach.
+
+The dev stack is up (tests/e2e/conftest.py) with auth kind dummy; this file sorts before
+test_pulumi_up.py, which destroys the stack at its end. A client pod labelled as a hub client (the
+proxy's NetworkPolicy admits it) logs in through the proxy's Service with the generated shared
+password from the Secret jupyterhub-hub, as an allowed and as an unlisted user, and starts the
+allowed user's server; KubeSpawner creates the pod and its PVC. From inside that user pod the
+policies are checked with real connections: MLflow, the object store, Kafka and the hub's API are
+reachable, Postgres and the Kubernetes API are not. The server and its PVC are removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.components.jupyterhub import CLIENT_LABEL as HUB_CLIENT
+from infra.config import parse_raw_config
+from infra.images import image_ref
+from infra.offline import REPO_ROOT, load_stack_file
+from tests.e2e.conftest import DevStack
+from tests.e2e.test_data_services_traffic import _kubectl, _last_json, _secret_env, run_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+NAMESPACE = "qframe"
+USER, STRANGER = "researcher", "mallory"
+HUB_URL = f"http://jupyterhub.{NAMESPACE}.svc:8000"
+USER_POD, USER_PVC = f"jupyter-{USER}", f"claim-{USER}"
+
+
+def _tools_image() -> str:
+    config = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
+    return image_ref(config.images, "tools").reference
+
+
+def hub_client_pod(image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "e2e-hub-client",
+            "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/name": "e2e-hub-client", **HUB_CLIENT},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "env": [_secret_env("HUB_PASSWORD", "jupyterhub-hub", "dummy-password")],
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def client(devstack: DevStack) -> Iterator[str]:
+    manifest = hub_client_pod(_tools_image())
+    _kubectl(devstack, "apply", "-f", "-", input_text=json.dumps(manifest))
+    name = manifest["metadata"]["name"]
+    try:
+        _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
+        yield name
+    finally:
+        _kubectl(devstack, "delete", "pod", "-n", NAMESPACE, name, "--wait=false", check=False)
+        _kubectl(devstack, "delete", "pod,pvc", "-n", NAMESPACE, USER_POD, USER_PVC, "--wait=false", check=False)
+
+
+# Logs in through the proxy (form login with the _xsrf cookie), then acts with the session cookie.
+HUB_SCRIPT = """
+    import http.cookiejar, json, os, sys, time, urllib.error, urllib.parse, urllib.request
+    HUB, ACTION, USER = {hub!r}, {action!r}, {user!r}
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    def session():
+        jar = http.cookiejar.CookieJar()
+        return jar, urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+
+    def call(opener, method, url, data=None, headers=None):
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {{}})
+        try:
+            with opener.open(request, timeout=20) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def login(user, password):
+        jar, opener = session()
+        call(opener, "GET", f"{{HUB}}/hub/login")
+        xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
+        form = urllib.parse.urlencode({{"username": user, "password": password, "_xsrf": xsrf}}).encode()
+        status, _ = call(opener, "POST", f"{{HUB}}/hub/login", form)
+        # The xsrf token is bound to the session: a page view after login sets the one the API takes.
+        call(opener, "GET", f"{{HUB}}/hub/home")
+        xsrf = [c.value for c in jar if c.name == "_xsrf"][-1]
+        return status, opener, xsrf
+
+    password = os.environ["HUB_PASSWORD"]
+    result = {{}}
+    if ACTION == "login":
+        result["health"] = call(session()[1], "GET", f"{{HUB}}/hub/health")[0]
+        result["allowed"] = login(USER, password)[0]
+        result["unlisted"] = login({stranger!r}, password)[0]
+        result["wrong_password"] = login(USER, "not-the-password")[0]
+    else:
+        status, opener, xsrf = login(USER, password)
+        # Cookie-authenticated API calls need the session's xsrf token and a JSON content type.
+        headers = {{"X-XSRFToken": xsrf, "Content-Type": "application/json"}}
+        if ACTION == "spawn":
+            status, body = call(opener, "POST", f"{{HUB}}/hub/api/users/{{USER}}/server", b"{{}}", headers)
+            result["spawn"], result["body"] = status, body[:300]
+        elif ACTION == "reach":
+            deadline = time.monotonic() + 120
+            while True:
+                status, body = call(opener, "GET", f"{{HUB}}/user/{{USER}}/api")
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            result["server_api"], result["server_body"] = status, body[:200]
+        elif ACTION == "stop":
+            result["stop"] = call(opener, "DELETE", f"{{HUB}}/hub/api/users/{{USER}}/server", None, headers)[0]
+    print(json.dumps(result))
+"""
+
+
+def hub_action(stack: DevStack, client: str, action: str) -> dict[str, Any]:
+    script = HUB_SCRIPT.format(hub=HUB_URL, action=action, user=USER, stranger=STRANGER)
+    return _last_json(run_in(stack, client, script))
+
+
+# Inside the user's pod: which services answer a TCP connection (the policies decide).
+REACH_SCRIPT = """
+    import json, socket
+    targets = {
+        "mlflow": ("mlflow.qframe.svc", 5000),
+        "object_store": ("minio.qframe.svc", 9000),
+        "kafka": ("kafka.qframe.svc", 9092),
+        "hub_api": ("jupyterhub-hub.qframe.svc", 8081),
+        "postgres": ("postgres.qframe.svc", 5432),
+        "kubernetes_api": ("kubernetes.default.svc", 443),
+    }
+    result = {}
+    for name, address in targets.items():
+        try:
+            socket.create_connection(address, timeout=5).close()
+            result[name] = "connected"
+        except OSError as exc:
+            result[name] = type(exc).__name__
+    print(json.dumps(result))
+"""
+
+
+def test_login_through_the_proxy_admits_only_the_listed_user(devstack: DevStack, client: str) -> None:
+    result = hub_action(devstack, client, "login")
+    assert result == {"health": 200, "allowed": 302, "unlisted": 403, "wrong_password": 403}
+
+
+def test_a_spawned_server_reaches_its_services_and_not_postgres(devstack: DevStack, client: str) -> None:
+    assert hub_action(devstack, client, "spawn")["spawn"] in (201, 202)
+    _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{USER_POD}", "--timeout=300s")
+    pvc = json.loads(_kubectl(devstack, "get", "pvc", "-n", NAMESPACE, USER_PVC, "-o", "json"))
+    assert pvc["status"]["phase"] == "Bound"
+    pod = json.loads(_kubectl(devstack, "get", "pod", "-n", NAMESPACE, USER_POD, "-o", "json"))
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    reached = hub_action(devstack, client, "reach")
+    assert reached["server_api"] == 200, reached
+    reach = _last_json(run_in(devstack, USER_POD, REACH_SCRIPT))
+    assert {name: reach[name] for name in ("mlflow", "object_store", "kafka", "hub_api")} == dict.fromkeys(
+        ("mlflow", "object_store", "kafka", "hub_api"), "connected"
+    ), reach
+    assert reach["postgres"] != "connected", reach
+    assert reach["kubernetes_api"] != "connected", reach
+    assert hub_action(devstack, client, "stop")["stop"] in (202, 204)
