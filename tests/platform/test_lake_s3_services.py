@@ -80,14 +80,20 @@ def minio_storage(minio: MinioService, bucket: str, **kwargs: Any) -> MinIOStora
 
 
 def spy_opens(monkeypatch: pytest.MonkeyPatch, storage: S3Storage) -> list[str]:
+    """Records every object the storage opens (unverified reads) or fetches whole (verified reads)."""
     opened: list[str] = []
-    real_open = storage.fs.open
+    real_open, real_cat = storage.fs.open, storage.fs.cat_file
 
     def spy(path: str, *args: Any, **kwargs: Any) -> Any:
         opened.append(str(path))
         return real_open(path, *args, **kwargs)
 
+    def spy_cat(path: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return real_cat(path, *args, **kwargs)
+
     monkeypatch.setattr(storage.fs, "open", spy)
+    monkeypatch.setattr(storage.fs, "cat_file", spy_cat)
     return opened
 
 
@@ -104,7 +110,8 @@ def test_s3_roundtrip_checksum_and_sse_header_on_every_object(s3: S3Service) -> 
     pd.testing.assert_frame_equal(storage.read_dataset("bars.s3"), df, check_dtype=False)
     assert meta.checksum == MemoryStorage().write_dataset("bars.s3", df, version="v1").checksum
     keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert len(keys) == len(meta.files) + 1
+    assert len(keys) == len(meta.files) + 2  # data files, the manifest and the attempt's writer lease
+    assert f"research/lake/datasets/bars.s3/v1/{meta.files[0].split('/')[0]}/_writer.json" in keys
     assert f"research/lake/datasets/bars.s3/v1/{meta.files[0]}" in keys
     for key in keys:
         assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256", key

@@ -123,7 +123,7 @@ def test_filters_and_partition_pruning_open_only_matching_files(
     out = storage.read_dataset(
         "bars.prune", symbols=["BBB"], start="2024-02-10T00:00Z", end="2024-02-12T00:00Z", columns=["close"]
     )
-    data_files = [p for p in opened if p.endswith(".parquet")]
+    data_files = sorted({p for p in opened if p.endswith(".parquet")})  # a verified read may open + cat one file
     assert len(data_files) == 1
     assert "symbol=BBB/month=2024-02/" in data_files[0]
     assert list(out.columns) == ["timestamp", "symbol", "close"]
@@ -142,7 +142,7 @@ def test_range_spanning_months_opens_each_month_once(storage: DataLakeStorage, m
     storage.write_dataset("bars.span", bars(["AAA", "BBB"], 24 * 90), version="v1")
     opened = count_opens(monkeypatch, storage)
     out = storage.read_dataset("bars.span", symbols="AAA", start="2024-01-31T12:00Z", end="2024-03-01T00:00Z")
-    data_files = sorted(p for p in opened if p.endswith(".parquet"))
+    data_files = sorted({p for p in opened if p.endswith(".parquet")})  # cat_file may open the file it reads
     assert len(data_files) == 2
     assert "month=2024-01" in data_files[0]
     assert "month=2024-02" in data_files[1]
@@ -181,11 +181,14 @@ def test_row_group_statistics_prune_inside_a_file(tmp_path: Path, monkeypatch: p
     counter = [0]
     real_open = storage.fs.open
     monkeypatch.setattr(storage.fs, "open", lambda p, *a, **k: CountingFile(real_open(p, *a, **k), counter))
-    out = storage.read_dataset("bars.rg", start="2024-01-20T00:00Z", end="2024-01-21T00:00Z")
+    # Row-group skipping needs the unverified read: a verified one hashes (so reads) every byte of the file.
+    out = storage.read_dataset("bars.rg", start="2024-01-20T00:00Z", end="2024-01-21T00:00Z", verify=False)
     assert len(out) == 1440
     assert out["timestamp"].min() == pd.Timestamp("2024-01-20T00:00Z")
     # Only the row groups overlapping that day (plus the footer) were read, not the whole file.
     assert 0 < counter[0] < path.stat().st_size / 3
+    verified = storage.read_dataset("bars.rg", start="2024-01-20T00:00Z", end="2024-01-21T00:00Z")
+    pd.testing.assert_frame_equal(verified, out)
 
 
 def test_unknown_symbols_and_empty_ranges_give_typed_empty_frames(
@@ -330,8 +333,9 @@ def test_manifest_is_the_last_file_written(storage: DataLakeStorage, monkeypatch
 
     monkeypatch.setattr(storage, "_write", record)
     meta = storage.write_dataset("bars.order", bars(["AAA", "BBB"], 24 * 40), version="v1", extra={"offset": "42"})
+    assert written[0].endswith("/_writer.json")  # the attempt's lease comes before any data file
     assert written[-1].endswith("datasets/bars.order/v1/_manifest.json")
-    assert len(written) == len(meta.files) + 1
+    assert len(written) == len(meta.files) + 2
     manifest = json.loads(storage.get_bytes("datasets/bars.order/v1/_manifest.json"))
     assert manifest["extra"] == {"offset": "42"}
     assert [f["path"] for f in manifest["files"]] == list(meta.files)

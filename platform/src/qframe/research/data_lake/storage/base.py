@@ -8,11 +8,17 @@ put, and lists every data file with its size and sha256. Data files go to a fres
 directory per write, so an overwrite never touches the files a committed manifest points at, and a
 crashed writer leaves only an unreferenced attempt directory, removed by the next write of that version.
 
-Concurrency: writers of one version without ``overwrite`` race safely - exactly one create-only commit
-wins, the others get :class:`DatasetVersionExists` and remove their files. Readers holding an old
+Concurrency: the manifest is only ever replaced by a conditional swap (``_swap_manifest``: under a
+directory lock on local disk, ``If-Match``/``If-None-Match`` on S3), so every writer knows exactly which
+manifest it replaced. Writers of one version without ``overwrite`` race safely - exactly one create-only
+commit wins, the others get :class:`DatasetVersionExists` and remove their files. Overwriting writers
+racing on one version all commit in some order (the last swap wins); each removes only the attempt of the
+manifest it replaced, plus attempts whose writer is provably dead (``writer_lease``), so no clean-up ever
+removes files a live writer is still writing or a committed manifest references. Readers holding an old
 manifest while a version is overwritten may see its files disappear (:class:`DatasetNotFound` naming the
-version; read again). Two *overwriting* writers of the same version at the same time are not supported:
-the last commit wins, and the first one's clean-up may remove files the last one is still writing.
+version; read again).
+
+Reads check every file against the size and sha256 its manifest recorded (``verify=False`` opts out).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import pyarrow.parquet as pq
 import structlog
 from fsspec import AbstractFileSystem
 from qframe.research.data_lake.storage.parquet import arrow_table, empty_schema, parquet_bytes
+from qframe.research.data_lake.storage.writer_lease import LEASE_NAME, WriterState, lease_bytes, writer_state
 from qframe.research.data_lake.storage_layout import (
     ATTEMPT_PREFIX,
     DATASETS_DIR,
@@ -63,6 +70,8 @@ log = structlog.get_logger(__name__)
 TMP_PREFIX: Final = ".tmp-"
 MAX_ROWS_PER_FILE: Final = 2_000_000
 DEFAULT_IO_THREADS: Final = 8
+# Conditional swaps an overwriting writer retries when other writers keep replacing the manifest first.
+MAX_SWAP_TRIES: Final = 50
 
 
 class DatasetVersionExists(StorageError):  # noqa: N818 - contract names
@@ -74,7 +83,11 @@ class DatasetNotFound(StorageError, LookupError):  # noqa: N818 - contract names
 
 
 class DatasetCorrupted(StorageError):  # noqa: N818 - contract names
-    """A data file no longer matches the size or sha256 its manifest recorded (``verify=True``)."""
+    """A data file no longer matches the size or sha256 its manifest recorded (checked on every read)."""
+
+
+class ManifestChangedError(StorageError):
+    """A conditional manifest swap found another manifest than the one it expected (another writer won)."""
 
 
 class ObjectNotFound(StorageError, KeyError):  # noqa: N818 - contract names
@@ -113,6 +126,28 @@ class DataLakeStorage(ABC):
         if exclusive and self._fs.exists(path):
             raise FileExistsError(path)
         self._fs.pipe_file(path, data)
+
+    def _read_manifest_tagged(self, path: str) -> tuple[bytes, str] | None:
+        """The manifest's bytes and the tag ``_swap_manifest`` compares, or None if there is none.
+
+        Default tag: the sha256 of the bytes (backends whose store has its own, like S3's ETag, override).
+        """
+        try:
+            data: bytes = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _swap_manifest(self, path: str, data: bytes, *, expected: str | None) -> None:
+        """Puts the manifest only if the current one still has tag ``expected`` (None: only if absent).
+
+        Raises :class:`ManifestChangedError` otherwise. This default is check-then-put, atomic only within one
+        process when the backend serialises ``_write`` (memory); disk and S3 override it.
+        """
+        current = self._read_manifest_tagged(path)
+        if (None if current is None else current[1]) != expected:
+            raise ManifestChangedError(path)
+        self._write(path, data, exclusive=expected is None)
 
     def _remove_tree(self, path: str) -> None:
         """Best effort: a concurrent writer may be adding files below ``path`` while it goes."""
@@ -224,10 +259,7 @@ class DataLakeStorage(ABC):
         vdir = version_dir(name, version)
         manifest_path = self._path(f"{vdir}/{MANIFEST_NAME}")
         if not overwrite and self._fs.exists(manifest_path):
-            raise DatasetVersionExists(
-                f"dataset {name!r} version {version!r} is already committed in {self.url}; versions are immutable: "
-                "write a new version, or pass overwrite=True to replace it"
-            )
+            raise DatasetVersionExists(_exists_message(name, version, self.url, concurrent=False))
 
         slices = plan_partitions(
             frame, time_column=time_column, time_partition=time_partition, max_rows_per_file=MAX_ROWS_PER_FILE
@@ -261,6 +293,8 @@ class DataLakeStorage(ABC):
 
         attempt_path = self._path(f"{vdir}/{attempt}")
         try:
+            # The lease goes first: an attempt with data files always says who writes it (see writer_lease).
+            self._write(f"{attempt_path}/{LEASE_NAME}", lease_bytes(), exclusive=True)
             entries = self._map_io(write_one, range(len(slices)))
             metadata = StorageMetadata(
                 name=name,
@@ -281,31 +315,17 @@ class DataLakeStorage(ABC):
                 file_entries=tuple(entries),
                 arrow_schema=base64.b64encode(table.schema.serialize().to_pybytes()).decode(),
             )
-            try:
-                self._write(manifest_path, metadata.to_json_bytes(), exclusive=not overwrite)
-            except FileExistsError:
-                raise DatasetVersionExists(
-                    f"dataset {name!r} version {version!r} was committed by another writer while this one was "
-                    "writing; versions are immutable: write a new version or pass overwrite=True"
-                ) from None
-        except DatasetVersionExists:
+            self._check_attempt_complete(vdir, attempt, entries, name=name, version=version)
+            replaced = self._commit_manifest(manifest_path, metadata.to_json_bytes(), overwrite=overwrite)
+        except ManifestChangedError:
             self._remove_tree(attempt_path)
-            raise
-        except Exception as exc:
-            self._remove_tree(attempt_path)
-            # A concurrent writer that committed first also sweeps our attempt dir; say what really happened.
-            if not overwrite and self._fs.exists(manifest_path):
-                raise DatasetVersionExists(
-                    f"dataset {name!r} version {version!r} was committed by another writer while this one was "
-                    "writing; versions are immutable: write a new version or pass overwrite=True"
-                ) from exc
-            raise
+            raise DatasetVersionExists(_exists_message(name, version, self.url, concurrent=True)) from None
         except BaseException:
             self._remove_tree(attempt_path)
             raise
         try:
-            self._clean_stale_attempts(vdir)
-        except OSError as exc:  # committed already; leftovers stay invisible and the next write sweeps them
+            self._clean_after_commit(vdir, replaced=replaced, own=attempt)
+        except OSError as exc:  # committed already; leftovers stay invisible and a later write sweeps them
             log.warning("lake.cleanup_failed", dataset=name, version=version, error=str(exc))
         log.info(
             "lake.version_committed",
@@ -315,22 +335,87 @@ class DataLakeStorage(ABC):
             files=len(entries),
             bytes=metadata.size_bytes,
             location=metadata.location,
+            replaced=None if replaced is None else replaced.checksum,
         )
         return metadata
 
-    def _clean_stale_attempts(self, vdir: str) -> None:
-        """Removes attempt dirs (and temp files) the current manifest does not reference."""
+    def _check_attempt_complete(
+        self, vdir: str, attempt: str, entries: Sequence[FileEntry], *, name: str, version: str
+    ) -> None:
+        """Refuses to commit a manifest whose files are not all there with their sizes (never a dead version)."""
+        found = self._fs.find(self._path(f"{vdir}/{attempt}"), detail=True)
+        sizes = {self._key(path): int(info.get("size", -1)) for path, info in found.items()}
+        missing = [e.path for e in entries if sizes.get(f"{vdir}/{e.path}") != e.size_bytes]
+        if missing:
+            raise StorageError(
+                f"dataset {name!r} version {version!r}: {len(missing)} of {len(entries)} data files vanished or "
+                f"changed size before the commit (first: {missing[0]}); something removed this writer's attempt "
+                "directory; nothing was committed: write again"
+            )
+
+    def _commit_manifest(self, path: str, data: bytes, *, overwrite: bool) -> StorageMetadata | None:
+        """Swaps the manifest in and returns the one it replaced (None if there was none).
+
+        Without ``overwrite`` only an absent manifest is replaced (ManifestChangedError otherwise). With it, a swap
+        that lost to another writer re-reads the manifest and tries again: every overwrite commits, in some
+        order, and each knows exactly which manifest (and so which attempt) it made unreferenced.
+        """
+        for _ in range(MAX_SWAP_TRIES if overwrite else 1):
+            current = self._read_manifest_tagged(path)
+            if current is not None and not overwrite:
+                raise ManifestChangedError(path)
+            try:
+                self._swap_manifest(path, data, expected=None if current is None else current[1])
+            except ManifestChangedError:
+                continue
+            if current is None:
+                return None
+            try:
+                return StorageMetadata.from_json_bytes(current[0], source=path)
+            except StorageError as exc:  # an unreadable old manifest: its attempt stays for a repair tool
+                log.warning("lake.replaced_manifest_unreadable", path=path, error=str(exc))
+                return None
+        if not overwrite:
+            raise ManifestChangedError(path)
+        raise StorageError(
+            f"could not commit {path}: other writers replaced it {MAX_SWAP_TRIES} times in a row while this one "
+            "tried; nothing was committed by this writer: write again when the other writers are done"
+        )
+
+    def _clean_after_commit(self, vdir: str, *, replaced: StorageMetadata | None, own: str) -> None:
+        """Removes what no manifest can reference any more, and nothing a live writer may still be writing.
+
+        That is: the attempt(s) of the manifest this commit replaced (no later manifest can name them), and
+        attempts left by writers that are provably dead (their lease says this host, and the pid is gone).
+        Attempts of live writers, or of writers on other hosts, stay.
+        """
+        current = self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir)
+        keep = {entry.path.split("/", 1)[0] for entry in current.file_entries} | {own}
+        superseded = set() if replaced is None else {e.path.split("/", 1)[0] for e in replaced.file_entries}
         try:
-            current = self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir)
-        except DatasetNotFound:
+            listing = self._fs.ls(self._path(vdir), detail=True)
+        except FileNotFoundError:
             return
-        keep = {entry.path.split("/", 1)[0] for entry in current.file_entries}
-        for entry in self._fs.ls(self._path(vdir), detail=True):
+        for entry in listing:
             base = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            stale_attempt = base.startswith(ATTEMPT_PREFIX) and base not in keep
-            if stale_attempt or base.startswith(TMP_PREFIX):
-                log.info("lake.stale_attempt_removed", path=entry["name"])
+            if not base.startswith(ATTEMPT_PREFIX) or base in keep:
+                continue
+            if base in superseded or self._attempt_writer_gone(entry["name"]):
+                log.info("lake.unreferenced_attempt_removed", path=entry["name"])
                 self._remove_tree(entry["name"])
+
+    def _attempt_writer_gone(self, attempt_path: str) -> bool:
+        try:
+            lease = self._fs.cat_file(f"{attempt_path}/{LEASE_NAME}")
+        except FileNotFoundError:
+            # No lease: a live writer puts its lease before any data file, so data without one was left by
+            # a writer that predates leases. An attempt with nothing but temp files may be starting now.
+            try:
+                names = [p.rsplit("/", 1)[-1] for p in self._fs.find(attempt_path)]
+            except FileNotFoundError:
+                return False
+            return any(not n.startswith(TMP_PREFIX) for n in names)
+        return writer_state(lease) is WriterState.DEAD
 
     def _map_io(self, func: Callable[[int], Any], items: range) -> list[Any]:
         if self._io_threads == 1 or len(items) <= 1:
@@ -457,13 +542,15 @@ class DataLakeStorage(ABC):
         start: TimestampLike | None = None,
         end: TimestampLike | None = None,
         columns: Sequence[str] | None = None,
-        verify: bool = False,
+        verify: bool = True,
     ) -> pd.DataFrame:
         """Rows of one version, sorted by (symbol, time); ``start`` inclusive, ``end`` exclusive (UTC).
 
         Only the files of the selected symbols and time buckets are opened, and inside them only the row
         groups whose statistics overlap the range. ``columns`` always keeps the symbol and time columns.
-        ``verify=True`` checks every file read against the size and sha256 in the manifest.
+        Every file read is checked against the size and sha256 its manifest recorded before it is decoded
+        (:class:`DatasetCorrupted` naming the dataset, version and file); ``verify=False`` skips that, and
+        then lets Parquet read only the row groups a filter needs instead of whole files.
         """
         meta = self.manifest(name, version)
         entries, lo, hi = self._select(meta, symbols, start, end)
@@ -495,7 +582,7 @@ class DataLakeStorage(ABC):
             try:
                 if verify:
                     data = self._fs.cat_file(path)
-                    _check_file(entry, data, meta)
+                    _check_file(entry, bytes(data), meta)
                     return pq.read_table(pa.BufferReader(data), columns=selected, filters=condition)
                 with self._fs.open(path, "rb") as handle:
                     return pq.read_table(handle, columns=selected, filters=condition)
@@ -516,9 +603,26 @@ class DataLakeStorage(ABC):
 
 
 def _check_file(entry: FileEntry, data: bytes, meta: StorageMetadata) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != entry.size_bytes or digest != entry.sha256:
-        raise DatasetCorrupted(
-            f"{meta.location}/{entry.path}: expected {entry.size_bytes} bytes sha256 {entry.sha256}, found "
-            f"{len(data)} bytes sha256 {digest}; rewrite the version (overwrite=True) from its source"
-        )
+    if len(data) != entry.size_bytes:
+        found = f"{len(data)} bytes"
+    else:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == entry.sha256:
+            return
+        found = f"sha256 {digest}"
+    raise DatasetCorrupted(
+        f"dataset {meta.name!r} version {meta.version!r}: file {entry.path} does not match its manifest "
+        f"(expected {entry.size_bytes} bytes, sha256 {entry.sha256}; found {found}) at {meta.location}; "
+        "the data was changed after commit: do not use it, rewrite the version from its source "
+        "(overwrite=True) or restore the file from a backup"
+    )
+
+
+def _exists_message(name: str, version: str, url: str, *, concurrent: bool) -> str:
+    when = "was committed by another writer while this one was writing" if concurrent else "is already committed"
+    return (
+        f"dataset {name!r} version {version!r} {when} in {url}; versions are immutable: write a new version "
+        "(e.g. a date or run id suffix). overwrite=True replaces the data every reader of this version sees "
+        "and breaks the checksum recorded for it (e.g. in the catalog): use it only to repair a version "
+        "from its source"
+    )

@@ -1,13 +1,18 @@
-"""A lake on local (or mounted) disk: temp file + fsync + ``os.replace``, ``os.link`` for create-only."""
+"""A lake on local (or mounted) disk: temp file + fsync + ``os.replace``, ``os.link`` for create-only.
+
+The manifest swap is conditional under an ``flock`` of the version directory: safe for any number of
+writer processes on one host (not across hosts sharing a network filesystem without working flock).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
-from qframe.research.data_lake.storage.base import DEFAULT_IO_THREADS, TMP_PREFIX, DataLakeStorage
+from qframe.research.data_lake.storage.base import DEFAULT_IO_THREADS, TMP_PREFIX, DataLakeStorage, ManifestChangedError
 from qframe.research.data_lake.storage_layout import LayoutError
 
 
@@ -51,3 +56,21 @@ class LocalFileStorage(DataLakeStorage):
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(target.parent)
+
+    def _swap_manifest(self, path: str, data: bytes, *, expected: str | None) -> None:
+        # Rename is atomic but not conditional: an exclusive flock on the version directory makes
+        # compare-then-rename one step for every writer on this host (readers need no lock).
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            current = self._read_manifest_tagged(path)
+            if (None if current is None else current[1]) != expected:
+                raise ManifestChangedError(path)
+            # Manifest temp files are only made under this lock, so any left here are a killed writer's.
+            for stray in target.parent.glob(f"{TMP_PREFIX}*"):
+                stray.unlink(missing_ok=True)
+            self._write(path, data, exclusive=False)
+        finally:
+            os.close(dir_fd)  # releases the lock

@@ -16,7 +16,7 @@ class MemoryStorage(DataLakeStorage):
     def __init__(self, *, io_threads: int = 1) -> None:
         self._label = f"lake-{uuid.uuid4().hex[:8]}"
         super().__init__(MemoryFileSystem(global_store=False, skip_instance_cache=True), "/lake", io_threads=io_threads)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def url(self) -> str:
@@ -26,6 +26,10 @@ class MemoryStorage(DataLakeStorage):
         with self._lock:
             super()._write(path, data, exclusive=exclusive)
 
+    def _swap_manifest(self, path: str, data: bytes, *, expected: str | None) -> None:
+        with self._lock:  # re-entrant: the swap's own _write takes it again
+            super()._swap_manifest(path, data, expected=expected)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_lock"]
@@ -33,4 +37,4 @@ class MemoryStorage(DataLakeStorage):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()

@@ -1,5 +1,8 @@
 """Lakes on S3 and MinIO through s3fs: one PUT is atomic, create-only is ``If-None-Match: *``.
 
+The manifest swap is a conditional PUT: ``If-Match: <ETag read>`` (or ``If-None-Match: *`` when there was
+none); AWS S3, MinIO and moto answer 412 when another writer replaced it first.
+
 Every PUT carries the server-side encryption header chosen at construction.
 """
 
@@ -9,7 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import structlog
-from qframe.research.data_lake.storage.base import DEFAULT_IO_THREADS, DataLakeStorage
+from qframe.research.data_lake.storage.base import DEFAULT_IO_THREADS, DataLakeStorage, ManifestChangedError
 from qframe.research.data_lake.storage_layout import LayoutError, StorageError, check_prefix
 
 log = structlog.get_logger(__name__)
@@ -120,6 +123,33 @@ class S3Storage(DataLakeStorage):
                     f"{self.endpoint_url or 'the S3 endpoint'} refused server-side encryption {self.encryption!r} "
                     f"({exc}); MinIO needs a KMS configured for SSE: configure one, or pass encryption=None"
                 ) from exc
+            raise
+
+    def _read_manifest_tagged(self, path: str) -> tuple[bytes, str] | None:
+        # ETag first, then the body: a swap conditioned on that ETag can only succeed if the object did not
+        # change since, so the body read is the one being replaced (S3 has no atomic get-with-ETag here).
+        bucket, key, _ = self._fs.split_path(path)
+        try:
+            head = self._fs.call_s3("head_object", Bucket=bucket, Key=key)
+            data: bytes = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        return data, str(head["ETag"])
+
+    def _swap_manifest(self, path: str, data: bytes, *, expected: str | None) -> None:
+        if expected is None:
+            try:
+                self._write(path, data, exclusive=True)
+            except FileExistsError:
+                raise ManifestChangedError(path) from None
+            return
+        try:
+            self._fs.pipe_file(path, data, IfMatch=expected)
+        except FileNotFoundError:  # deleted since we read it (NoSuchKey)
+            raise ManifestChangedError(path) from None
+        except OSError as exc:
+            if _s3_error_code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"}:
+                raise ManifestChangedError(path) from exc
             raise
 
 
