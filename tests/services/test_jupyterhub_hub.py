@@ -15,6 +15,7 @@ input, on the host's Node.js.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -87,9 +88,9 @@ class Rendered:
     proxy_command: list[str]
 
 
-def render() -> Rendered:
+def render(kind: str) -> Rendered:
     values = {
-        "auth": {"kind": "dummy", "adminUsers": [ADMIN], "allowedUsers": [ALLOWED]},
+        "auth": {"kind": kind, "adminUsers": [ADMIN], "allowedUsers": [ALLOWED]},
         "cull": {"enabled": True, "timeout": CULL_TIMEOUT_S, "every": CULL_EVERY_S},
     }
     objects = charts.render_by_name(CHART, values, namespace=NAMESPACE, release="jupyterhub")
@@ -135,11 +136,11 @@ def _database(postgres: services.PostgresService) -> str:
     return f"postgresql://{postgres.user}:{postgres.password}@{postgres.host}:{postgres.port}/{name}"
 
 
-@pytest.fixture(scope="module")
-def hub(postgres: services.PostgresService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    rendered = render()
+@contextlib.contextmanager
+def running_hub(kind: str, postgres: services.PostgresService, work: Path) -> Iterator[Hub]:
+    """The rendered hub (auth ``kind``) and proxy as processes, stopped on exit."""
+    rendered = render(kind)
     python = hub_python()
-    work = tmp_path_factory.mktemp("jupyterhub")
     etc = work / "etc"
     etc.mkdir()
     (etc / "jupyterhub_config.py").write_text(rendered.config_py)
@@ -168,8 +169,9 @@ c.JupyterHub.load_roles.append(
         "QFRAME_HUB_DB_URL": _database(postgres),
         "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(24),
         "QFRAME_HUB_COOKIE_SECRET": secrets.token_hex(32),
-        "QFRAME_HUB_DUMMY_PASSWORD": secrets.token_hex(12),
     }
+    if kind == "dummy":
+        secret_values["QFRAME_HUB_DUMMY_PASSWORD"] = secrets.token_hex(12)
     assert sorted(rendered.hub_secret_env) == sorted(secret_values), "the hub Deployment's Secret env changed"
     env = {**os.environ, **secret_values, "HOME": str(work), "PATH": f"{python.parent}:{os.environ['PATH']}"}
 
@@ -202,7 +204,8 @@ c.JupyterHub.load_roles.append(
     try:
         _wait_http(f"http://127.0.0.1:{proxy_port}/_chp_healthz", proxy, proxy_log)
         _wait_http(f"http://127.0.0.1:{proxy_port}/hub/health", hub_process, hub_log)
-        yield Hub(f"http://127.0.0.1:{proxy_port}", api_token, secret_values["QFRAME_HUB_DUMMY_PASSWORD"], hub_log)
+        password = secret_values.get("QFRAME_HUB_DUMMY_PASSWORD", "")
+        yield Hub(f"http://127.0.0.1:{proxy_port}", api_token, password, hub_log)
     finally:
         for process in (hub_process, proxy):
             process.terminate()
@@ -211,6 +214,12 @@ c.JupyterHub.load_roles.append(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def hub(postgres: services.PostgresService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    with running_hub("dummy", postgres, tmp_path_factory.mktemp("jupyterhub-dummy")) as started:
+        yield started
 
 
 def login(hub: Hub, user: str, password: str) -> requests.Response:
