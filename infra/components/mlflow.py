@@ -30,6 +30,14 @@ PORT = 5000
 AUTH_SECRET = "mlflow-auth"  # noqa: S105 - a Secret's name, not a credential
 # Pods carrying this label are admitted to the tracking server by the chart's NetworkPolicy.
 CLIENT_LABEL = {"qframe.io/mlflow-client": "true"}
+# MLflow 3.17's server advertises presigned multipart transfers whenever its artifact store is S3,
+# and clients then fetch artifacts straight from the bucket (every download, uploads above 500 MB),
+# which the store's NetworkPolicy refuses and which would make the bucket a client dependency.
+# Every MLflow client of the platform gets these so all artifact traffic goes through the server.
+CLIENT_ENV: dict[str, str] = {
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+    "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+}
 # Outside the cluster (RDS, AWS S3) the addresses are not known to the program: the egress rule
 # opens the port to any address, still only that port.
 ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}]

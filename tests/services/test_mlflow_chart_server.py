@@ -30,6 +30,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from infra.components.mlflow import CLIENT_ENV
 from tests.harness import charts
 from tools import services
 from tools.images.wheels import wheelhouse
@@ -154,6 +155,7 @@ class Server:
     command: list[str]
     started_in_s: float
     rss_kib: int
+    log: Path
 
 
 def _rss_kib(pid: int) -> int:
@@ -241,6 +243,7 @@ def server(stores: Stores, minio: services.MinioService, tmp_path_factory: pytes
             command=command,
             started_in_s=round(time.monotonic() - started, 1),
             rss_kib=_rss_kib(process.pid),
+            log=work / "mlflow.log",
         )
     finally:
         process.terminate()
@@ -299,6 +302,7 @@ def test_a_client_logs_a_run_with_an_artifact_through_the_server_and_registers_a
         "MLFLOW_TRACKING_URI": server.url,
         "MLFLOW_TRACKING_USERNAME": ADMIN,
         "MLFLOW_TRACKING_PASSWORD": server.admin_password,
+        **CLIENT_ENV,
     }
     done = subprocess.run(
         [sys.executable, "-c", CLIENT_SCRIPT], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -311,6 +315,10 @@ def test_a_client_logs_a_run_with_an_artifact_through_the_server_and_registers_a
     assert result["downloaded"] == {"w": [0.1, 0.9]}
     assert result["version"] == "1"
     assert result["versions"] == ["1"]
+    # Both transfers went through the server, none by a presigned URL to the store.
+    log = server.log.read_text(encoding="utf-8")
+    assert f'{result["run_id"]}/artifacts/weights.json HTTP/1.1" 200' in log
+    assert "/mlflow-artifacts/presigned/" not in log
     # The artifact really is in the bucket, written with the server's key.
     keys = [o["Key"] for o in stores.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert any(k.endswith(f"{result['run_id']}/artifacts/weights.json") for k in keys), keys
@@ -341,3 +349,25 @@ def test_rendered_command_and_measurements(server: Server) -> None:
     assert "--app-name basic-auth" in text
     assert server.admin_password not in text
     print(json.dumps({"started_in_s": server.started_in_s, "rss_kib": server.rss_kib}))
+
+
+def test_without_the_client_env_the_server_hands_out_presigned_store_urls(server: Server) -> None:
+    """Why CLIENT_ENV exists: the server advertises presigned transfers to the store itself."""
+    request = urllib.request.Request(f"{server.url}/api/3.0/mlflow/server-info")  # noqa: S310 - loopback
+    credentials = base64.b64encode(f"{ADMIN}:{server.admin_password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {credentials}")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        info = json.loads(response.read())
+    assert info.get("multipart_downloads_enabled") is True, info
+
+
+def test_prometheus_metrics_are_served_behind_the_auth_app(server: Server) -> None:
+    """--expose-prometheus serves /metrics; the basic-auth app guards it like every other path."""
+    assert _http(f"{server.url}/metrics") == 401
+    request = urllib.request.Request(f"{server.url}/metrics")  # noqa: S310 - loopback
+    credentials = base64.b64encode(f"{ADMIN}:{server.admin_password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {credentials}")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        body = response.read().decode()
+    assert "# TYPE" in body
+    assert "flask_http_request" in body or "mlflow" in body, body[:500]
