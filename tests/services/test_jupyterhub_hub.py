@@ -45,6 +45,15 @@ VENV = Path.home() / ".cache" / "qframe-tools" / "jupyterhub-services-venv"
 REQUIREMENTS = charts.REPO_ROOT / "images" / "hub" / "requirements.txt"
 CULL_TIMEOUT_S, CULL_EVERY_S = 10, 5
 ALLOWED, DISALLOWED, ADMIN = "alice", "mallory", "admin"
+# The provider is never contacted: the tests stop at the redirect to its authorize endpoint.
+OAUTH = {
+    "existingSecret": "sso-client",
+    "callbackUrl": "https://hub.example.com/hub/oauth_callback",
+    "allowedGroups": ["quants"],
+    "authorizeUrl": "https://sso.example.com/authorize",
+    "tokenUrl": "https://sso.example.com/token",
+    "userdataUrl": "https://sso.example.com/userinfo",
+}
 
 
 def _hub_wheelhouse() -> Path:
@@ -89,10 +98,10 @@ class Rendered:
 
 
 def render(kind: str) -> Rendered:
-    values = {
-        "auth": {"kind": kind, "adminUsers": [ADMIN], "allowedUsers": [ALLOWED]},
-        "cull": {"enabled": True, "timeout": CULL_TIMEOUT_S, "every": CULL_EVERY_S},
-    }
+    auth: dict[str, Any] = {"kind": kind, "adminUsers": [ADMIN], "allowedUsers": [ALLOWED]}
+    if kind in ("github", "generic-oauth"):
+        auth["oauth"] = OAUTH
+    values = {"auth": auth, "cull": {"enabled": True, "timeout": CULL_TIMEOUT_S, "every": CULL_EVERY_S}}
     objects = charts.render_by_name(CHART, values, namespace=NAMESPACE, release="jupyterhub")
     data = objects["ConfigMap", "jupyterhub-hub-config"]["data"]
     (hub,) = objects["Deployment", "jupyterhub-hub"]["spec"]["template"]["spec"]["containers"]
@@ -172,6 +181,8 @@ c.JupyterHub.load_roles.append(
     }
     if kind == "dummy":
         secret_values["QFRAME_HUB_DUMMY_PASSWORD"] = secrets.token_hex(12)
+    if kind in ("github", "generic-oauth"):
+        secret_values.update(OAUTH_CLIENT_ID="qframe-hub-client", OAUTH_CLIENT_SECRET=secrets.token_hex(16))
     assert sorted(rendered.hub_secret_env) == sorted(secret_values), "the hub Deployment's Secret env changed"
     env = {**os.environ, **secret_values, "HOME": str(work), "PATH": f"{python.parent}:{os.environ['PATH']}"}
 
@@ -399,3 +410,19 @@ def test_the_gpu_profile_adds_the_gpu_its_node_selector_and_toleration(tmp_path:
     (container,) = spec["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["cpu"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "authorize_url"),
+    [("generic-oauth", OAUTH["authorizeUrl"]), ("github", "https://github.com/login/oauth/authorize")],
+)
+def test_oauth_kinds_send_users_to_the_provider_with_the_client_id_from_the_secret(
+    kind: str, authorize_url: str, postgres: services.PostgresService, tmp_path: Path
+) -> None:
+    with running_hub(kind, postgres, tmp_path) as hub:
+        response = requests.get(f"{hub.url}/hub/oauth_login", allow_redirects=False, timeout=10)
+        assert response.status_code == 302, response.text[-500:]
+        location = response.headers["Location"]
+        assert location.startswith(f"{authorize_url}?")
+        assert "client_id=qframe-hub-client" in location
+        assert "redirect_uri=https%3A%2F%2Fhub.example.com%2Fhub%2Foauth_callback" in location

@@ -49,8 +49,11 @@ elif kind == "native":
     c.NativeAuthenticator.enable_signup = True
 elif kind in ("github", "generic-oauth"):
     oauth = auth["oauth"]
-    cls = "github" if kind == "github" else "generic"
-    c.JupyterHub.authenticator_class = cls
+    c.JupyterHub.authenticator_class = (
+        "oauthenticator.github.GitHubOAuthenticator"
+        if kind == "github"
+        else "oauthenticator.generic.GenericOAuthenticator"
+    )
     section = c.GitHubOAuthenticator if kind == "github" else c.GenericOAuthenticator
     section.client_id = os.environ["OAUTH_CLIENT_ID"]
     section.client_secret = os.environ["OAUTH_CLIENT_SECRET"]
@@ -62,9 +65,11 @@ elif kind in ("github", "generic-oauth"):
         section.token_url = oauth["tokenUrl"]
         section.userdata_url = oauth["userdataUrl"]
         section.username_claim = oauth["usernameClaim"]
-        section.claim_groups_key = oauth["groupsClaim"]
+        # Groups are read from the provider's userinfo response (kept in auth_state as oauth_user);
+        # OAuthenticator only reads them with group management on (set first: it is validated then).
+        section.manage_groups = True
+        section.auth_state_groups_key = f"oauth_user.{oauth['groupsClaim']}"
         section.allowed_groups = set(oauth["allowedGroups"])
-        section.manage_groups = False
 else:
     raise ValueError(f"hub.json auth.kind {kind!r} is not one of dummy, native, github, generic-oauth")
 
