@@ -145,6 +145,22 @@ def _database(postgres: services.PostgresService) -> str:
     return f"postgresql://{postgres.user}:{postgres.password}@{postgres.host}:{postgres.port}/{name}"
 
 
+def _stop_user_servers(api_url: str, token: str) -> None:
+    headers = {"Authorization": f"token {token}"}
+    try:
+        users = requests.get(f"{api_url}/users", headers=headers, timeout=10).json()
+        running = [user["name"] for user in users if user.get("servers")]
+        for name in running:
+            requests.delete(f"{api_url}/users/{name}/server", headers=headers, timeout=30)
+        deadline = time.monotonic() + 30
+        while running and time.monotonic() < deadline:
+            users = requests.get(f"{api_url}/users", headers=headers, timeout=10).json()
+            running = [user["name"] for user in users if user.get("servers")]
+            time.sleep(0.5)
+    except requests.RequestException:
+        pass  # the hub is already gone; nothing it started can be reached through it
+
+
 @contextlib.contextmanager
 def running_hub(kind: str, postgres: services.PostgresService, work: Path) -> Iterator[Hub]:
     """The rendered hub (auth ``kind``) and proxy as processes, stopped on exit."""
@@ -218,6 +234,9 @@ c.JupyterHub.load_roles.append(
         password = secret_values.get("QFRAME_HUB_DUMMY_PASSWORD", "")
         yield Hub(f"http://127.0.0.1:{proxy_port}", api_token, password, hub_log)
     finally:
+        # The rendered config keeps user servers across hub restarts (cleanup_servers off), so the
+        # local ones are stopped through the API before the hub goes.
+        _stop_user_servers(f"http://127.0.0.1:{hub_port}/hub/api", api_token)
         for process in (hub_process, proxy):
             process.terminate()
             try:
