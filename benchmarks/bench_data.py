@@ -8,6 +8,10 @@ close) >= low > 0). 10M rows over 50 symbols is 200k bars per symbol, about 4.6 
 partitions per symbol. The pruned read asks for one symbol and one month and counts the files the
 storage's filesystem opens, next to a full read.
 
+Reads verify every file's sha256 against the manifest by default; the full read is timed both ways
+(``verify=False`` is the explicit opt-out), alternating, best of ``--read-repeats``, and the cost of
+verification is printed as a percentage of unverified rows/s.
+
 The S3 figures come from a real MinIO server (and, with ``--moto``, the moto S3 API server) started on
 127.0.0.1 by the test harness, so they measure the S3 protocol path on loopback, not a network.
 """
@@ -24,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +102,25 @@ def counting_opens(storage: DataLakeStorage) -> Iterator[list[str]]:
     """Records the data files the storage's filesystem opens while the block runs (not the manifest)."""
     opened: list[str] = []
     fs = storage.fs
-    real_open = fs.open
+    real_open, real_cat = fs.open, fs.cat_file
 
     def spy(path: str, *args: Any, **kwargs: Any) -> Any:
         if str(path).endswith(".parquet"):
             opened.append(str(path))
         return real_open(path, *args, **kwargs)
 
+    def spy_cat(path: str, *args: Any, **kwargs: Any) -> Any:  # verified reads fetch whole files
+        if str(path).endswith(".parquet"):
+            opened.append(str(path))
+        return real_cat(path, *args, **kwargs)
+
     fs.open = spy
+    fs.cat_file = spy_cat
     try:
         yield opened
     finally:
-        del fs.open  # back to the class method
+        del fs.open  # back to the class methods
+        del fs.cat_file
 
 
 def timed(func: Callable[[], Any]) -> tuple[float, Any]:
@@ -117,22 +129,43 @@ def timed(func: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def bench_backend(label: str, storage: DataLakeStorage, bars: pd.DataFrame, console: Console) -> list[Measurement]:
+def bench_backend(
+    label: str, storage: DataLakeStorage, bars: pd.DataFrame, console: Console, *, read_repeats: int = 3
+) -> list[Measurement]:
     memory_bytes = int(bars.memory_usage(deep=True).sum())
     console.log(f"[{label}] writing {len(bars):,} rows to {storage.url}")
     write_s, meta = timed(lambda: storage.write_dataset(DATASET, bars, version=f"run-{uuid.uuid4().hex[:8]}"))
     total_files = len(meta.files)
     results = [Measurement(label, "write", write_s, meta.row_count, meta.size_bytes, memory_bytes, None, total_files)]
 
-    console.log(f"[{label}] full read")
-    with counting_opens(storage) as opened:
-        read_s, full = timed(lambda: storage.read_dataset(DATASET, version=meta.version))
-    if len(full) != len(bars):
-        raise SystemExit(f"[{label}] full read returned {len(full)} rows, wrote {len(bars)}")
-    results.append(
-        Measurement(label, "full read", read_s, len(full), meta.size_bytes, memory_bytes, len(opened), total_files)
-    )
-    del full
+    # Alternating verified and unverified reads, best of N each: the machine is shared, so the minimum is
+    # the figure least disturbed by other work.
+    best: dict[bool, float] = {}
+    opened_counts: dict[bool, int] = {}
+    for repeat in range(read_repeats):
+        for verify in (True, False):
+            console.log(f"[{label}] full read, verify={verify} ({repeat + 1}/{read_repeats})")
+            with counting_opens(storage) as opened:
+                read_s, full = timed(partial(storage.read_dataset, DATASET, version=meta.version, verify=verify))
+            if len(full) != len(bars):
+                raise SystemExit(f"[{label}] full read returned {len(full)} rows, wrote {len(bars)}")
+            del full
+            best[verify] = min(best.get(verify, float("inf")), read_s)
+            opened_counts[verify] = len(set(opened))
+    for verify in (True, False):
+        operation = "full read (verified)" if verify else "full read (verify=False)"
+        results.append(
+            Measurement(
+                label,
+                operation,
+                best[verify],
+                len(bars),
+                meta.size_bytes,
+                memory_bytes,
+                opened_counts[verify],
+                total_files,
+            )
+        )
 
     symbol = meta.symbols[len(meta.symbols) // 2]
     month_start = meta.start.normalize().replace(day=1) + pd.offsets.MonthBegin(1)
@@ -157,10 +190,27 @@ def bench_backend(label: str, storage: DataLakeStorage, bars: pd.DataFrame, cons
     part_memory = int(part.memory_usage(deep=True).sum())
     operation = f"read 1 symbol x 1 month ({month_start:%Y-%m})"
     results.append(
-        Measurement(label, operation, pruned_s, len(part), part_bytes, part_memory, len(opened), total_files)
+        Measurement(label, operation, pruned_s, len(part), part_bytes, part_memory, len(set(opened)), total_files)
     )
     storage.delete_version(DATASET, meta.version)
     return results
+
+
+def verification_costs(measurements: Sequence[Measurement]) -> list[str]:
+    """One line per backend: verified vs unverified full-read rows/s and the cost in % of unverified."""
+    by_key = {(m.backend, m.operation): m for m in measurements}
+    lines = []
+    for backend in dict.fromkeys(m.backend for m in measurements):
+        verified = by_key.get((backend, "full read (verified)"))
+        unverified = by_key.get((backend, "full read (verify=False)"))
+        if verified is None or unverified is None:
+            continue
+        cost = (1.0 - verified.rows_per_s / unverified.rows_per_s) * 100.0
+        lines.append(
+            f"read verification cost, {backend}: verified {verified.rows_per_s:,.0f} rows/s vs verify=False "
+            f"{unverified.rows_per_s:,.0f} rows/s: {cost:+.1f} % (goal < 10 %)"
+        )
+    return lines
 
 
 def render(measurements: Sequence[Measurement], *, rows: int, symbols: int, console: Console) -> None:
@@ -180,6 +230,8 @@ def render(measurements: Sequence[Measurement], *, rows: int, symbols: int, cons
             f"{m.files_total} written" if m.files_opened is None else f"{m.files_opened} of {m.files_total}",
         )
     console.print(table)
+    for line in verification_costs(measurements):
+        console.print(line)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     console.print(
         "lake MB = Parquet (zstd) bytes stored or read; in-memory MB = pandas frame size; S3 APIs on 127.0.0.1. "
@@ -194,6 +246,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-minio", action="store_true", help="skip the MinIO server run")
     parser.add_argument("--moto", action="store_true", help="also run against the moto S3 API server")
+    parser.add_argument("--read-repeats", type=int, default=3, help="full reads per mode, best one counts")
     parser.add_argument("--workdir", type=Path, default=None, help="where the local lake goes (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -209,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements: list[Measurement] = []
     with ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qframe-bench-")))
-        measurements += bench_backend("local disk", LocalFileStorage(workdir / "lake"), bars, console)
+        measurements += bench_backend(
+            "local disk", LocalFileStorage(workdir / "lake"), bars, console, read_repeats=args.read_repeats
+        )
         if not args.no_minio or args.moto:
             import boto3  # noqa: PLC0415 - only the S3 runs need it
 
@@ -226,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 secure=False,
                 prefix="lake",
             )
-            measurements += bench_backend("MinIO S3 API", storage, bars, console)
+            measurements += bench_backend("MinIO S3 API", storage, bars, console, read_repeats=args.read_repeats)
         if args.moto:
             moto = stack.enter_context(services.s3_server())
             boto3.client("s3", **moto.boto3_kwargs()).create_bucket(Bucket="bench")
@@ -238,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 aws_secret_access_key=moto.secret_access_key,
                 endpoint_url=moto.endpoint_url,
             )
-            measurements += bench_backend("moto S3 API", s3, bars, console)
+            measurements += bench_backend("moto S3 API", s3, bars, console, read_repeats=args.read_repeats)
     render(measurements, rows=len(bars), symbols=args.symbols, console=console)
     return 0
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from qframe.research.data_lake.storage import DataLakeStorage, LocalFileStorage, MinIOStorage
+from qframe.research.data_lake.storage.writer_lease import WriterState, lease_bytes, writer_state
 
 from tools.services import MinioService
 
@@ -137,6 +138,26 @@ def race_round(storage: DataLakeStorage, base_spec: dict[str, Any], workdir: Pat
     pd.testing.assert_frame_equal(got, frames[winners[0]], check_dtype=False)
     attempts = {key.split("/")[3] for key in storage.list_keys(f"datasets/{NAME}/{version}/attempt-")}
     assert attempts == {committed.files[0].split("/")[0]}, "superseded attempts must be removed, and only those"
+
+
+@pytest.mark.unit
+def test_writer_lease_tells_dead_writers_from_live_and_foreign_ones() -> None:
+    assert writer_state(lease_bytes()) is WriterState.ALIVE
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from qframe.research.data_lake.storage.writer_lease import lease_bytes as b; "
+            "import sys; sys.stdout.buffer.write(b())",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert writer_state(child.stdout) is WriterState.DEAD  # that process has exited
+    mine = json.loads(lease_bytes())
+    assert writer_state(json.dumps({**mine, "host": "elsewhere"}).encode()) is WriterState.UNKNOWN
+    assert writer_state(json.dumps({**mine, "start_ticks": mine["start_ticks"] + 1}).encode()) is WriterState.DEAD
+    assert writer_state(b"not json") is WriterState.UNKNOWN
 
 
 @pytest.mark.unit

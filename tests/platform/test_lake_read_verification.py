@@ -8,6 +8,7 @@ these reads returned different prices with no error; here every one must raise
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -157,6 +158,25 @@ def test_swapped_replaced_truncated_and_extended_files_are_refused(tmp_path: Pat
         (vdir / mine).write_bytes(clean[mine])
     assert cases == len(meta.files) * (len(meta.files) - 1) + 3 * len(meta.files)
     assert len(storage.read_dataset(NAME, version=VERSION)) == 2 * 24 * 45
+
+
+@pytest.mark.unit
+def test_manifests_without_crc32_are_checked_by_sha256(tmp_path: Path) -> None:
+    # Versions committed before CRC-32 was recorded still verify, by the sha256 they always had.
+    storage = LocalFileStorage(tmp_path / "lake")
+    meta = storage.write_dataset(NAME, bars(["AAA"], 48, seed=4), version=VERSION)
+    manifest_path = storage.root / "datasets" / NAME / VERSION / "_manifest.json"
+    raw = json.loads(manifest_path.read_bytes())
+    for entry in raw["files"]:
+        del entry["crc32"]
+    manifest_path.write_text(json.dumps(raw))
+    assert len(storage.read_dataset(NAME, version=VERSION)) == 48
+    victim = storage.root / "datasets" / NAME / VERSION / meta.files[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    victim.write_bytes(bytes(data))
+    with pytest.raises(DatasetCorrupted, match=r"expected sha256 [0-9a-f]{64}, found sha256"):
+        storage.read_dataset(NAME, version=VERSION)
 
 
 @pytest.mark.services

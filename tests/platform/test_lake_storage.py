@@ -319,8 +319,10 @@ def test_verify_detects_a_tampered_file(tmp_path: Path) -> None:
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    with pytest.raises(DatasetCorrupted, match="sha256"):
+    with pytest.raises(DatasetCorrupted, match="CRC-32"):
         storage.read_dataset("bars.ver", verify=True)
+    with pytest.raises(DatasetCorrupted, match="sha256"):
+        storage.read_dataset("bars.ver", verify="sha256")
 
 
 def test_manifest_is_the_last_file_written(storage: DataLakeStorage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,6 +342,7 @@ def test_manifest_is_the_last_file_written(storage: DataLakeStorage, monkeypatch
     assert manifest["extra"] == {"offset": "42"}
     assert [f["path"] for f in manifest["files"]] == list(meta.files)
     assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+    assert all(isinstance(f["crc32"], int) for f in manifest["files"])
     assert storage.manifest("bars.order", "v1").extra == {"offset": "42"}
 
 

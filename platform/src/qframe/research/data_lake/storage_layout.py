@@ -240,6 +240,9 @@ class FileEntry:
     sha256: str
     start: pd.Timestamp  # first and last timestamp in the file (inclusive)
     end: pd.Timestamp
+    # CRC-32 of the file: what reads check by default (4 GB/s in zlib, against ~1 GB/s for sha256, so
+    # verifying costs little next to decoding). None in manifests written before it was recorded.
+    crc32: int | None = None
 
     def overlaps(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> bool:
         """Whether rows in [start, end) can be in this file."""
@@ -254,6 +257,7 @@ class FileEntry:
             "sha256": self.sha256,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
+            **({} if self.crc32 is None else {"crc32": self.crc32}),
         }
 
     @classmethod
@@ -266,6 +270,7 @@ class FileEntry:
             sha256=str(raw["sha256"]),
             start=pd.Timestamp(raw["start"]).tz_convert("UTC"),
             end=pd.Timestamp(raw["end"]).tz_convert("UTC"),
+            crc32=None if raw.get("crc32") is None else int(raw["crc32"]),
         )
 
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -289,6 +290,7 @@ class DataLakeStorage(ABC):
                 sha256=hashlib.sha256(data).hexdigest(),
                 start=times.iloc[slice_.start],
                 end=times.iloc[slice_.stop - 1],
+                crc32=zlib.crc32(data),
             )
 
         attempt_path = self._path(f"{vdir}/{attempt}")
@@ -325,7 +327,7 @@ class DataLakeStorage(ABC):
             raise
         try:
             self._clean_after_commit(vdir, replaced=replaced, own=attempt)
-        except OSError as exc:  # committed already; leftovers stay invisible and a later write sweeps them
+        except (OSError, StorageError) as exc:  # committed already (e.g. deleted since): leftovers stay invisible
             log.warning("lake.cleanup_failed", dataset=name, version=version, error=str(exc))
         log.info(
             "lake.version_committed",
@@ -542,15 +544,16 @@ class DataLakeStorage(ABC):
         start: TimestampLike | None = None,
         end: TimestampLike | None = None,
         columns: Sequence[str] | None = None,
-        verify: bool = True,
+        verify: bool | Literal["sha256"] = True,
     ) -> pd.DataFrame:
         """Rows of one version, sorted by (symbol, time); ``start`` inclusive, ``end`` exclusive (UTC).
 
         Only the files of the selected symbols and time buckets are opened, and inside them only the row
         groups whose statistics overlap the range. ``columns`` always keeps the symbol and time columns.
-        Every file read is checked against the size and sha256 its manifest recorded before it is decoded
-        (:class:`DatasetCorrupted` naming the dataset, version and file); ``verify=False`` skips that, and
-        then lets Parquet read only the row groups a filter needs instead of whole files.
+        Every file read is checked against the size and CRC-32 its manifest recorded before it is decoded
+        (sha256 for manifests without CRC-32; ``verify="sha256"`` always checks sha256, for audits), and a
+        mismatch raises :class:`DatasetCorrupted` naming the dataset, version and file. ``verify=False``
+        skips that, and then lets Parquet read only the row groups a filter needs instead of whole files.
         """
         meta = self.manifest(name, version)
         entries, lo, hi = self._select(meta, symbols, start, end)
@@ -582,7 +585,7 @@ class DataLakeStorage(ABC):
             try:
                 if verify:
                     data = self._fs.cat_file(path)
-                    _check_file(entry, bytes(data), meta)
+                    _check_file(entry, bytes(data), meta, strong=verify == "sha256")
                     return pq.read_table(pa.BufferReader(data), columns=selected, filters=condition)
                 with self._fs.open(path, "rb") as handle:
                     return pq.read_table(handle, columns=selected, filters=condition)
@@ -602,17 +605,22 @@ class DataLakeStorage(ABC):
         return frame
 
 
-def _check_file(entry: FileEntry, data: bytes, meta: StorageMetadata) -> None:
+def _check_file(entry: FileEntry, data: bytes, meta: StorageMetadata, *, strong: bool) -> None:
     if len(data) != entry.size_bytes:
-        found = f"{len(data)} bytes"
+        expected, found = f"{entry.size_bytes} bytes", f"{len(data)} bytes"
+    elif entry.crc32 is not None and not strong:
+        crc = zlib.crc32(data)
+        if crc == entry.crc32:
+            return
+        expected, found = f"CRC-32 {entry.crc32:08x}", f"CRC-32 {crc:08x}"
     else:
         digest = hashlib.sha256(data).hexdigest()
         if digest == entry.sha256:
             return
-        found = f"sha256 {digest}"
+        expected, found = f"sha256 {entry.sha256}", f"sha256 {digest}"
     raise DatasetCorrupted(
         f"dataset {meta.name!r} version {meta.version!r}: file {entry.path} does not match its manifest "
-        f"(expected {entry.size_bytes} bytes, sha256 {entry.sha256}; found {found}) at {meta.location}; "
+        f"(expected {expected}, found {found}) at {meta.location}; "
         "the data was changed after commit: do not use it, rewrite the version from its source "
         "(overwrite=True) or restore the file from a backup"
     )
