@@ -207,8 +207,12 @@ def test_unknown_symbols_and_empty_ranges_give_typed_empty_frames(
 def test_versions_are_immutable_unless_overwrite(storage: DataLakeStorage) -> None:
     first = bars(["AAA"], 48, seed=1)
     storage.write_dataset("bars.imm", first, version="v1")
-    with pytest.raises(DatasetVersionExists, match=r"'bars.imm' version 'v1' is already committed.*overwrite=True"):
+    with pytest.raises(DatasetVersionExists, match=r"'bars.imm' version 'v1' is already committed") as caught:
         storage.write_dataset("bars.imm", bars(["AAA"], 48, seed=2), version="v1")
+    # It points at a new version, and warns what overwriting does instead of suggesting it.
+    assert "write a new version" in str(caught.value)
+    assert "pass overwrite=True" not in str(caught.value)
+    assert "use it only to repair a version from its source" in str(caught.value)
     pd.testing.assert_frame_equal(storage.read_dataset("bars.imm"), first, check_dtype=False)
 
 

@@ -332,7 +332,8 @@ class DataIngestionPipeline:
         if self.storage.exists(f"{version_dir(name, version)}/{MANIFEST_NAME}"):
             raise DatasetVersionExists(
                 f"dataset {name!r} version {version!r} already exists in {self.storage.url}; versions are "
-                "immutable: ingest under a new version (or pass overwrite=True)"
+                "immutable: ingest under a new version. overwrite=True replaces the data every reader of this "
+                "version sees: use it only to repair a version from its source"
             )
         if self.catalog is None:
             return
