@@ -28,8 +28,10 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+from mlflow.tracking import MlflowClient
 from psycopg import sql
 
+from infra.components.jupyterhub import UserPlatform, user_environment
 from infra.components.mlflow import CLIENT_ENV
 from tests.harness import charts
 from tools import services
@@ -371,3 +373,82 @@ def test_prometheus_metrics_are_served_behind_the_auth_app(server: Server) -> No
         body = response.read().decode()
     assert "# TYPE" in body
     assert "flask_http_request" in body or "mlflow" in body, body[:500]
+
+
+RESEARCH_SCRIPT = r"""
+import json, sys, uuid
+import numpy as np
+import pandas as pd
+from qframe.research.reporting import log_strategy_report
+from qframe.research.settings import ResearchSettings
+from qframe.research.tracking.mlflow_tracking import MlflowTracker
+
+settings = ResearchSettings.from_env()
+tracker = MlflowTracker(settings.resolved_tracking_uri, "svc-research-" + uuid.uuid4().hex[:6])
+rng = np.random.default_rng(7)
+grid = [(fast, slow) for fast in (5, 10) for slow in (50, 100)]
+table = pd.DataFrame({
+    "task_id": [f"ma-{i}" for i in range(len(grid))], "strategy": "ma_crossover", "dataset": "SYN",
+    "split_id": 0, "param_fast": [f for f, _ in grid], "param_slow": [s for _, s in grid],
+    "sharpe": rng.normal(0.5, 0.5, len(grid)), "total_return": rng.normal(0.1, 0.1, len(grid)),
+    "max_drawdown": -rng.uniform(0.05, 0.3, len(grid)), "n_trades": rng.integers(5, 50, len(grid)),
+})
+index = pd.date_range("2024-01-01", periods=120, freq="D", tz="UTC")
+returns = pd.Series(rng.normal(0.0005, 0.01, 120), index=index)
+with tracker.start_sweep("svc-sweep", {"grid": {"fast": [5, 10]}}, {"team": "research"}) as sweep:
+    report = log_strategy_report(tracker, "ma_crossover", table, equity=1e6 * (1 + returns).cumprod(),
+                                 returns=returns, out_dir=sys.argv[1], heatmap_params=("fast", "slow"))
+print(json.dumps({"uri": settings.resolved_tracking_uri, "sweep": sweep.run_id, "child": report.run_id,
+                  "experiment": tracker.experiment_id}))
+"""
+
+
+def test_research_flow_logs_a_sweep_with_the_env_users_get(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qframe.research, configured only by the user-server environment the stack renders, logs a sweep.
+
+    The environment is JupyterHub's user_environment for this stack plus CLIENT_ENV and the MLflow
+    login; only MLFLOW_TRACKING_URI points at this test's server instead of the in-cluster Service.
+    """
+    plain, _secret_refs = user_environment(
+        UserPlatform(
+            namespace="svc",
+            lake_bucket="svc-lake",
+            object_store_endpoint=None,
+            object_store_secret=None,
+            mlflow=True,
+            kafka_bootstrap=None,
+        )
+    )
+    assert plain["MLFLOW_TRACKING_URI"] == "http://mlflow.svc.svc:5000"
+    workdir = tmp_path / "qframe"
+    workdir.mkdir()
+    env = {
+        **plain,
+        **CLIENT_ENV,
+        "QFRAME_WORKDIR": str(workdir),
+        "QFRAME_CATALOG_URL": f"sqlite:///{workdir / 'catalog.db'}",
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_USERNAME": ADMIN,
+        "MLFLOW_TRACKING_PASSWORD": server.admin_password,
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MPLBACKEND": "Agg",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", RESEARCH_SCRIPT, str(tmp_path / "report")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["uri"] == server.url
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", server.admin_password)
+    client = MlflowClient(tracking_uri=server.url)
+    parent = client.get_run(result["sweep"])
+    child = client.get_run(result["child"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["team"] == "research"
+    assert child.data.tags["mlflow.parentRunId"] == result["sweep"]
+    assert child.data.metrics["combinations"] == 4.0
