@@ -24,6 +24,7 @@ from infra.components.credentials import credentials_secret
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
+from infra.components.mlflow import CLIENT_ENV as MLFLOW_CLIENT_ENV
 from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
 from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
 from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT_LABEL
@@ -83,6 +84,8 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
     }
     if platform.mlflow:
         env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri(platform.namespace)
+        # Artifact transfers through the server, never presigned URLs to the store (see CLIENT_ENV).
+        env.update(MLFLOW_CLIENT_ENV)
     if platform.object_store_endpoint is not None:
         env["QFRAME_S3_ENDPOINT_URL"] = platform.object_store_endpoint
         env["AWS_ENDPOINT_URL_S3"] = platform.object_store_endpoint

@@ -61,6 +61,8 @@ def test_the_hub_database_and_tokens_come_from_secrets_only() -> None:
 def test_users_env_points_at_the_platform_endpoints_with_the_names_settings_reads() -> None:
     env, secret_env = user_environment(MINIO_PLATFORM)
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.qframe.svc:5000"
+    assert env["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] == "false"
+    assert env["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] == "false"
     assert env["QFRAME_LAKE_URL"] == "s3://qframe-data-lake/"
     assert env["QFRAME_S3_ENDPOINT_URL"] == "http://minio.qframe.svc:9000"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka.qframe.svc:9092"
@@ -89,6 +91,7 @@ def test_without_mlflow_or_in_cluster_store_the_env_and_labels_shrink() -> None:
     platform = UserPlatform("qframe", "lake", None, None, mlflow=False, kafka_bootstrap=None)
     env, secret_env = user_environment(platform)
     assert "MLFLOW_TRACKING_URI" not in env
+    assert "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD" not in env
     assert "QFRAME_S3_ENDPOINT_URL" not in env
     assert secret_env == []
     assert values_of(config(), platform)["singleuser"]["podLabels"] == {}
