@@ -34,6 +34,8 @@ import requests
 
 from tests.harness import charts
 from tools import services
+from tools.images.artifacts import npm_modules
+from tools.images.wheels import wheelhouse as wheelhouse_of
 from tools.services._net import free_port
 
 pytestmark = pytest.mark.services
@@ -43,6 +45,7 @@ NAMESPACE = "qframe"
 IMAGES_CACHE = Path.home() / ".cache" / "qframe-images"
 VENV = Path.home() / ".cache" / "qframe-tools" / "jupyterhub-services-venv"
 REQUIREMENTS = charts.REPO_ROOT / "images" / "hub" / "requirements.txt"
+PROXY_PROJECT = charts.REPO_ROOT / "images" / "hub" / "proxy"
 CULL_TIMEOUT_S, CULL_EVERY_S = 10, 5
 ALLOWED, DISALLOWED, ADMIN = "alice", "mallory", "admin"
 # The provider is never contacted: the tests stop at the redirect to its authorize endpoint.
@@ -56,15 +59,6 @@ OAUTH = {
 }
 
 
-def _hub_wheelhouse() -> Path:
-    for wheelhouse in sorted((IMAGES_CACHE / "wheelhouse").glob("*")):
-        if any(wheelhouse.glob("jupyterhub_kubespawner-*.whl")):
-            return wheelhouse
-    pytest.fail(
-        f"no wheelhouse with the hub image's wheels under {IMAGES_CACHE}; run `python -m tools.images build hub`"
-    )
-
-
 def hub_python() -> Path:
     """The venv with the hub image's pinned packages (created once; pip from the local wheelhouse only)."""
     python = VENV / "bin" / "python"
@@ -72,7 +66,9 @@ def hub_python() -> Path:
     if python.exists() and stamp.exists() and stamp.read_text() == REQUIREMENTS.read_text():
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    wheelhouse = str(_hub_wheelhouse())
+    # Exactly the hub image's hashed wheels (downloaded once, cached by the requirements' content),
+    # not whatever wheelhouse an earlier build left behind.
+    wheelhouse = str(wheelhouse_of(REQUIREMENTS))
     pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", wheelhouse]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     stamp.write_text(REQUIREMENTS.read_text())
@@ -80,12 +76,9 @@ def hub_python() -> Path:
 
 
 def proxy_script() -> Path:
-    found = sorted(IMAGES_CACHE.glob("npm/*/node_modules/configurable-http-proxy/bin/configurable-http-proxy"))
-    if not found:
-        pytest.fail(
-            f"configurable-http-proxy not staged under {IMAGES_CACHE}/npm; run `python -m tools.images build hub`"
-        )
-    return found[-1]
+    """The hub image's own configurable-http-proxy (its package-lock, `npm ci`, cached)."""
+    modules = npm_modules(PROXY_PROJECT, IMAGES_CACHE / "logs")
+    return modules / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
 
 
 @dataclass(frozen=True)
