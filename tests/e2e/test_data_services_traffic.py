@@ -9,9 +9,6 @@ firewall controller enforces them on the node; see tools/devstack/node).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,132 +19,42 @@ from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT
 from infra.components.object_store import consumer_secret_name as object_store_secret
 from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT
 from infra.components.postgres import consumer_secret_name as postgres_secret
-from infra.config import parse_raw_config
-from infra.images import image_ref
-from infra.offline import REPO_ROOT, load_stack_file
 from tests.e2e.conftest import DevStack
-from tools.devstack.paths import require_tools
+from tests.e2e.in_cluster import CONNECT_TIMEOUT_S, idle_pod, last_json, run_in, running_pods, secret_env, stack_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-NAMESPACE = "qframe"
 CLIENT_LABELS = {**OBJECT_STORE_CLIENT, **POSTGRES_CLIENT, **KAFKA_CLIENT}
 # The consumer whose credentials the client uses, and one whose resources it must not reach.
 OWN, OTHER_BUCKET_OWNER, OTHER_DATABASE_OWNER = "research", "mlflow", "mlflow"
 POSTGRES_CONSUMER = "catalog"
-CONNECT_TIMEOUT_S = 5
-
-
-def _kubectl(stack: DevStack, *args: str, input_text: str | None = None, check: bool = True) -> str:
-    kubectl = require_tools("kubectl")["kubectl"]
-    proc = subprocess.run(
-        [str(kubectl), "--kubeconfig", str(stack.kubeconfig), *args],
-        input=input_text,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args[:3])} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout + proc.stderr
-
-
-def _secret_env(variable: str, secret: str, key: str) -> dict[str, Any]:
-    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def client_pod(name: str, image: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    """A restricted-profile pod that idles so tests can exec into it; env from the consumers' Secrets."""
+    """An idle pod with the consumers' Secrets as environment, labelled as ``labels`` say."""
     env = [
-        _secret_env("S3_ENDPOINT", object_store_secret(OWN), "endpoint"),
-        _secret_env("S3_ACCESS_KEY", object_store_secret(OWN), "access-key"),
-        _secret_env("S3_SECRET_KEY", object_store_secret(OWN), "secret-key"),
-        _secret_env("S3_OWN_BUCKET", object_store_secret(OWN), "bucket-data-lake"),
-        _secret_env("S3_OTHER_BUCKET", object_store_secret(OTHER_BUCKET_OWNER), "bucket-mlflow-artifacts"),
-        _secret_env("PG_URI", postgres_secret(POSTGRES_CONSUMER), "uri"),
-        _secret_env("PG_USER", postgres_secret(POSTGRES_CONSUMER), "username"),
-        _secret_env("PG_DATABASE", postgres_secret(POSTGRES_CONSUMER), "database"),
-        _secret_env("PG_OTHER_DATABASE", postgres_secret(OTHER_DATABASE_OWNER), "database"),
+        secret_env("S3_ENDPOINT", object_store_secret(OWN), "endpoint"),
+        secret_env("S3_ACCESS_KEY", object_store_secret(OWN), "access-key"),
+        secret_env("S3_SECRET_KEY", object_store_secret(OWN), "secret-key"),
+        secret_env("S3_OWN_BUCKET", object_store_secret(OWN), "bucket-data-lake"),
+        secret_env("S3_OTHER_BUCKET", object_store_secret(OTHER_BUCKET_OWNER), "bucket-mlflow-artifacts"),
+        secret_env("PG_URI", postgres_secret(POSTGRES_CONSUMER), "uri"),
+        secret_env("PG_USER", postgres_secret(POSTGRES_CONSUMER), "username"),
+        secret_env("PG_DATABASE", postgres_secret(POSTGRES_CONSUMER), "database"),
+        secret_env("PG_OTHER_DATABASE", postgres_secret(OTHER_DATABASE_OWNER), "database"),
     ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": name, **labels}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                    "env": env,
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "128Mi"},
-                        "limits": {"cpu": "500m", "memory": "256Mi"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
-
-
-def _tools_image() -> str:
-    config = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
-    return image_ref(config.images, "tools").reference
+    return idle_pod(
+        name, image, labels, env, requests={"cpu": "50m", "memory": "128Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
+    )
 
 
 @pytest.fixture(scope="module")
 def pods(devstack: DevStack) -> Iterator[dict[str, str]]:
-    image = _tools_image()
+    image = stack_image("tools")
     names = {"client": "e2e-client", "stranger": "e2e-stranger"}
     manifests = [client_pod(names["client"], image, CLIENT_LABELS), client_pod(names["stranger"], image, {})]
-    _kubectl(
-        devstack, "apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
-    )
-    try:
-        for name in names.values():
-            _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
+    with running_pods(devstack, manifests, timeout_s=180):
         yield names
-    finally:
-        _kubectl(devstack, "delete", "pod", "-n", NAMESPACE, *names.values(), "--wait=false", check=False)
-
-
-def run_in(stack: DevStack, pod: str, script: str) -> subprocess.CompletedProcess[str]:
-    kubectl = require_tools("kubectl")["kubectl"]
-    return subprocess.run(
-        [
-            str(kubectl),
-            "--kubeconfig",
-            str(stack.kubeconfig),
-            "exec",
-            "-n",
-            NAMESPACE,
-            pod,
-            "--",
-            "python3",
-            "-c",
-            textwrap.dedent(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 OBJECT_STORE_SCRIPT = """
@@ -170,7 +77,7 @@ OBJECT_STORE_SCRIPT = """
 
 
 def test_object_store_consumer_reads_its_bucket_and_is_denied_another(devstack: DevStack, pods: dict[str, str]) -> None:
-    result = _last_json(run_in(devstack, pods["client"], OBJECT_STORE_SCRIPT))
+    result = last_json(run_in(devstack, pods["client"], OBJECT_STORE_SCRIPT))
     assert result == {"round_trip": True, "other_bucket": "AccessDenied"}
 
 
@@ -198,7 +105,7 @@ POSTGRES_SCRIPT = """
 def test_postgres_consumer_logs_in_to_its_database_and_is_denied_another(
     devstack: DevStack, pods: dict[str, str]
 ) -> None:
-    result = _last_json(run_in(devstack, pods["client"], POSTGRES_SCRIPT))
+    result = last_json(run_in(devstack, pods["client"], POSTGRES_SCRIPT))
     assert result["rows"] == 1
     assert result["as_own_login"], result
     denied = result["other_database_error"]
@@ -228,7 +135,7 @@ KAFKA_SCRIPT = """
 
 
 def test_kafka_topic_round_trip(devstack: DevStack, pods: dict[str, str]) -> None:
-    result = _last_json(run_in(devstack, pods["client"], KAFKA_SCRIPT))
+    result = last_json(run_in(devstack, pods["client"], KAFKA_SCRIPT))
     assert result == {"delivered": True, "consumed": True}
 
 
@@ -249,8 +156,8 @@ CONNECT_SCRIPT = f"""
 
 
 def test_network_policies_refuse_a_pod_without_the_client_labels(devstack: DevStack, pods: dict[str, str]) -> None:
-    admitted = _last_json(run_in(devstack, pods["client"], CONNECT_SCRIPT))
-    refused = _last_json(run_in(devstack, pods["stranger"], CONNECT_SCRIPT))
+    admitted = last_json(run_in(devstack, pods["client"], CONNECT_SCRIPT))
+    refused = last_json(run_in(devstack, pods["stranger"], CONNECT_SCRIPT))
     assert set(admitted.values()) == {"connected"}, admitted
     # Refused by policy, not by a missing server (the admitted client just connected): kube-router,
     # the enforcer, REJECTs (ICMP port unreachable) where other CNIs drop (timeout).

@@ -18,72 +18,35 @@ from typing import Any
 import pytest
 
 from infra.components.jupyterhub import CLIENT_LABEL as HUB_CLIENT
-from infra.config import parse_raw_config
-from infra.images import image_ref
-from infra.offline import REPO_ROOT, load_stack_file
 from tests.e2e.conftest import DevStack
-from tests.e2e.test_data_services_traffic import _kubectl, _last_json, _secret_env, run_in
+from tests.e2e.in_cluster import NAMESPACE, idle_pod, kubectl, last_json, run_in, running_pods, secret_env, stack_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-NAMESPACE = "qframe"
 USER, STRANGER = "researcher", "mallory"
 HUB_URL = f"http://jupyterhub.{NAMESPACE}.svc:8000"
 USER_POD, USER_PVC = f"jupyter-{USER}", f"claim-{USER}"
 
 
-def _tools_image() -> str:
-    config = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
-    return image_ref(config.images, "tools").reference
-
-
 def hub_client_pod(image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "e2e-hub-client",
-            "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/name": "e2e-hub-client", **HUB_CLIENT},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                    "env": [_secret_env("HUB_PASSWORD", "jupyterhub-hub", "dummy-password")],
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "64Mi"},
-                        "limits": {"cpu": "500m", "memory": "256Mi"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    env = [secret_env("HUB_PASSWORD", "jupyterhub-hub", "dummy-password")]
+    return idle_pod(
+        "e2e-hub-client",
+        image,
+        HUB_CLIENT,
+        env,
+        requests={"cpu": "50m", "memory": "64Mi"},
+        limits={"cpu": "500m", "memory": "256Mi"},
+    )
 
 
 @pytest.fixture(scope="module")
 def client(devstack: DevStack) -> Iterator[str]:
-    manifest = hub_client_pod(_tools_image())
-    _kubectl(devstack, "apply", "-f", "-", input_text=json.dumps(manifest))
-    name = manifest["metadata"]["name"]
     try:
-        _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=180s")
-        yield name
+        with running_pods(devstack, [hub_client_pod(stack_image("tools"))], timeout_s=180) as (name,):
+            yield name
     finally:
-        _kubectl(devstack, "delete", "pod", "-n", NAMESPACE, name, "--wait=false", check=False)
-        _kubectl(devstack, "delete", "pod,pvc", "-n", NAMESPACE, USER_POD, USER_PVC, "--wait=false", check=False)
+        kubectl(devstack, "delete", "pod,pvc", "-n", NAMESPACE, USER_POD, USER_PVC, "--wait=false", check=False)
 
 
 # Logs in through the proxy (form login with the _xsrf cookie), then acts with the session cookie.
@@ -148,7 +111,7 @@ HUB_SCRIPT = """
 
 def hub_action(stack: DevStack, client: str, action: str) -> dict[str, Any]:
     script = HUB_SCRIPT.format(hub=HUB_URL, action=action, user=USER, stranger=STRANGER)
-    return _last_json(run_in(stack, client, script))
+    return last_json(run_in(stack, client, script))
 
 
 # Inside the user's pod: which services answer a TCP connection (the policies decide).
@@ -180,14 +143,14 @@ def test_login_through_the_proxy_admits_only_the_listed_user(devstack: DevStack,
 
 def test_a_spawned_server_reaches_its_services_and_not_postgres(devstack: DevStack, client: str) -> None:
     assert hub_action(devstack, client, "spawn")["spawn"] in (201, 202)
-    _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{USER_POD}", "--timeout=300s")
-    pvc = json.loads(_kubectl(devstack, "get", "pvc", "-n", NAMESPACE, USER_PVC, "-o", "json"))
+    kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{USER_POD}", "--timeout=300s")
+    pvc = json.loads(kubectl(devstack, "get", "pvc", "-n", NAMESPACE, USER_PVC, "-o", "json"))
     assert pvc["status"]["phase"] == "Bound"
-    pod = json.loads(_kubectl(devstack, "get", "pod", "-n", NAMESPACE, USER_POD, "-o", "json"))
+    pod = json.loads(kubectl(devstack, "get", "pod", "-n", NAMESPACE, USER_POD, "-o", "json"))
     assert pod["spec"]["automountServiceAccountToken"] is False
     reached = hub_action(devstack, client, "reach")
     assert reached["server_api"] == 200, reached
-    reach = _last_json(run_in(devstack, USER_POD, REACH_SCRIPT))
+    reach = last_json(run_in(devstack, USER_POD, REACH_SCRIPT))
     assert {name: reach[name] for name in ("mlflow", "object_store", "kafka", "hub_api")} == dict.fromkeys(
         ("mlflow", "object_store", "kafka", "hub_api"), "connected"
     ), reach

@@ -10,89 +10,57 @@ connection to anything but its stores.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from infra.components.mlflow import AUTH_SECRET, CLIENT_ENV, CLIENT_LABEL, tracking_uri
-from infra.config import parse_raw_config
-from infra.images import image_ref
-from infra.offline import REPO_ROOT, load_stack_file
 from tests.e2e.conftest import DevStack
-from tests.e2e.test_data_services_traffic import CONNECT_TIMEOUT_S, NAMESPACE, _kubectl, _last_json, run_in
+from tests.e2e.in_cluster import (
+    CONNECT_TIMEOUT_S,
+    NAMESPACE,
+    idle_pod,
+    last_json,
+    run_in,
+    running_pods,
+    secret_env,
+    stack_image,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
-def _mlflow_image() -> str:
-    config = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
-    return image_ref(config.images, "mlflow").reference
-
-
 def mlflow_client_pod(name: str, image: str, labels: dict[str, str]) -> dict[str, Any]:
-    """A restricted-profile pod that idles; the tracking URI, the MLflow login and CLIENT_ENV as its environment."""
+    """An idle pod with the tracking URI, the MLflow login and CLIENT_ENV as its environment."""
     env = [
         {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri(NAMESPACE)},
         {"name": "MLFLOW_TRACKING_USERNAME", "value": "admin"},
-        {
-            "name": "MLFLOW_TRACKING_PASSWORD",
-            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "admin-password"}},
-        },
+        secret_env("MLFLOW_TRACKING_PASSWORD", AUTH_SECRET, "admin-password"),
         {"name": "HOME", "value": "/tmp"},
         *({"name": name, "value": value} for name, value in CLIENT_ENV.items()),
     ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": name, **labels}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "client",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                    "env": env,
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "256Mi"},
-                        "limits": {"cpu": "1", "memory": "768Mi"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }
-            ],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
-    }
+    return idle_pod(
+        name,
+        image,
+        labels,
+        env,
+        requests={"cpu": "50m", "memory": "256Mi"},
+        limits={"cpu": "1", "memory": "768Mi"},
+        writable_tmp=True,
+    )
 
 
 @pytest.fixture(scope="module")
 def mlflow_pods(devstack: DevStack) -> Iterator[dict[str, str]]:
-    image = _mlflow_image()
+    image = stack_image("mlflow")
     names = {"client": "e2e-mlflow-client", "stranger": "e2e-mlflow-stranger"}
     manifests = [
         mlflow_client_pod(names["client"], image, dict(CLIENT_LABEL)),
         mlflow_client_pod(names["stranger"], image, {}),
     ]
-    _kubectl(
-        devstack, "apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
-    )
-    try:
-        for name in names.values():
-            _kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", f"pod/{name}", "--timeout=300s")
+    with running_pods(devstack, manifests, timeout_s=300):
         yield names
-    finally:
-        _kubectl(devstack, "delete", "pod", "-n", NAMESPACE, *names.values(), "--wait=false", check=False)
 
 
 RUN_SCRIPT = """
@@ -123,7 +91,7 @@ RUN_SCRIPT = """
 def test_a_labelled_client_logs_a_run_with_an_artifact_and_registers_a_model(
     devstack: DevStack, mlflow_pods: dict[str, str]
 ) -> None:
-    result = _last_json(run_in(devstack, mlflow_pods["client"], RUN_SCRIPT))
+    result = last_json(run_in(devstack, mlflow_pods["client"], RUN_SCRIPT))
     assert result["status"] == "FINISHED"
     assert result["metrics"] == {"pnl": 3.0}
     assert result["artifact_uri"].startswith("mlflow-artifacts:/"), result
@@ -143,7 +111,7 @@ UNAUTHENTICATED_SCRIPT = """
 
 
 def test_the_server_refuses_a_request_without_credentials(devstack: DevStack, mlflow_pods: dict[str, str]) -> None:
-    assert _last_json(run_in(devstack, mlflow_pods["client"], UNAUTHENTICATED_SCRIPT)) == {"status": 401}
+    assert last_json(run_in(devstack, mlflow_pods["client"], UNAUTHENTICATED_SCRIPT)) == {"status": 401}
 
 
 def _connect_script(targets: list[tuple[str, int]]) -> str:
@@ -169,9 +137,9 @@ def _refused(results: dict[str, str]) -> bool:
 
 def test_a_pod_without_the_client_label_is_refused(devstack: DevStack, mlflow_pods: dict[str, str]) -> None:
     target = [(f"mlflow.{NAMESPACE}.svc", 5000)]
-    admitted = _last_json(run_in(devstack, mlflow_pods["client"], _connect_script(target)))
+    admitted = last_json(run_in(devstack, mlflow_pods["client"], _connect_script(target)))
     assert set(admitted.values()) == {"connected"}, admitted
-    refused = _last_json(run_in(devstack, mlflow_pods["stranger"], _connect_script(target)))
+    refused = last_json(run_in(devstack, mlflow_pods["stranger"], _connect_script(target)))
     assert _refused(refused), refused
 
 
@@ -179,7 +147,7 @@ def test_the_server_reaches_its_stores_and_nothing_else(devstack: DevStack) -> N
     stores = [(f"postgres.{NAMESPACE}.svc", 5432), (f"minio.{NAMESPACE}.svc", 9000)]
     # Kafka is up and admits its own clients; the API server always listens: both must be closed to it.
     others = [(f"kafka.{NAMESPACE}.svc", 9092), ("kubernetes.default.svc", 443)]
-    reached = _last_json(run_in(devstack, "deploy/mlflow", _connect_script(stores)))
+    reached = last_json(run_in(devstack, "deploy/mlflow", _connect_script(stores)))
     assert set(reached.values()) == {"connected"}, reached
-    blocked = _last_json(run_in(devstack, "deploy/mlflow", _connect_script(others)))
+    blocked = last_json(run_in(devstack, "deploy/mlflow", _connect_script(others)))
     assert _refused(blocked), blocked
