@@ -37,6 +37,7 @@ from tools import services
 from tools.images.artifacts import npm_modules
 from tools.images.wheels import wheelhouse as wheelhouse_of
 from tools.services._net import free_port
+from tools.services._process import ServiceProcess
 
 pytestmark = pytest.mark.services
 
@@ -116,18 +117,8 @@ class Hub:
     log: Path
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args!r} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not answer in {timeout_s} s:\n{log.read_text()[-3000:]}")
+def _answers(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code < 500
 
 
 def _database(postgres: services.PostgresService) -> str:
@@ -205,38 +196,42 @@ c.JupyterHub.load_roles.append(
         for arg in rendered.proxy_command[1:]
     ]
     assert rendered.proxy_command[0] == "configurable-http-proxy"
-    proxy_log = work / "proxy.log"
-    proxy = subprocess.Popen(
+    # Own sessions, stopped as whole process groups: the hub's managed idle culler outlives a
+    # stopped hub otherwise.
+    fix = "read the log above; the command is the one the chart renders"
+    proxy = ServiceProcess(
+        "configurable-http-proxy",
         ["node", str(proxy_script()), *proxy_args],
+        work / "proxy.log",
+        fix=fix,
+        cwd=work,
         env=env,
-        stdout=proxy_log.open("wb"),
-        stderr=subprocess.STDOUT,
     )
     hub_log = work / "hub.log"
     assert rendered.hub_command[:2] == ["jupyterhub", "--config"]
-    hub_process = subprocess.Popen(
+    hub_process = ServiceProcess(
+        "jupyterhub",
         [str(python.parent / "jupyterhub"), "--config", str(work / "test_config.py")],
+        hub_log,
+        fix=fix,
         cwd=work,
         env=env,
-        stdout=hub_log.open("wb"),
-        stderr=subprocess.STDOUT,
     )
     try:
-        _wait_http(f"http://127.0.0.1:{proxy_port}/_chp_healthz", proxy, proxy_log)
-        _wait_http(f"http://127.0.0.1:{proxy_port}/hub/health", hub_process, hub_log)
+        proxy_health, hub_health = (
+            f"http://127.0.0.1:{proxy_port}/_chp_healthz",
+            f"http://127.0.0.1:{proxy_port}/hub/health",
+        )
+        proxy.wait_ready(lambda: _answers(proxy_health), timeout_s=60, what=proxy_health)
+        hub_process.wait_ready(lambda: _answers(hub_health), timeout_s=60, what=hub_health)
         password = secret_values.get("QFRAME_HUB_DUMMY_PASSWORD", "")
         yield Hub(f"http://127.0.0.1:{proxy_port}", api_token, password, hub_log)
     finally:
         # The rendered config keeps user servers across hub restarts (cleanup_servers off), so the
         # local ones are stopped through the API before the hub goes.
         _stop_user_servers(f"http://127.0.0.1:{hub_port}/hub/api", api_token)
-        for process in (hub_process, proxy):
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        hub_process.stop()
+        proxy.stop()
 
 
 @pytest.fixture(scope="module")
