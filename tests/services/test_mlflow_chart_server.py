@@ -38,6 +38,7 @@ from tools import services
 from tools.images.wheels import wheelhouse
 from tools.paths import REPO_ROOT
 from tools.services._net import LOOPBACK, free_port
+from tools.services._process import descendants
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(900)]
 
@@ -162,7 +163,7 @@ class Server:
 
 def _rss_kib(pid: int) -> int:
     total = 0
-    for child in [pid, *_descendants(pid)]:
+    for child in [pid, *descendants(pid)]:
         try:
             for line in Path(f"/proc/{child}/status").read_text(encoding="utf-8").splitlines():
                 if line.startswith("VmRSS:"):
@@ -170,18 +171,6 @@ def _rss_kib(pid: int) -> int:
         except FileNotFoundError:
             continue
     return total
-
-
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found += [int(entry.name), *_descendants(int(entry.name))]
-            except (FileNotFoundError, IndexError, ValueError):
-                continue
-    return found
 
 
 def _http(url: str, *, auth: tuple[str, str] | None = None) -> int:

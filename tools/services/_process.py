@@ -167,8 +167,13 @@ class ServiceProcess:
             time.sleep(POLL_INTERVAL_S)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Asks the process to stop, then kills what is left of its process group."""
+        """Asks the process to stop, then kills what is left of its process group and its descendants.
+
+        Descendants are listed first: some servers start helpers in sessions of their own (JupyterHub's
+        managed services), which the group kill does not reach and which outlive their parent.
+        """
         pgid = self._proc.pid  # start_new_session: the process leads its own group
+        children = descendants(self._proc.pid)
         try:
             if self._proc.poll() is None:
                 with suppress(subprocess.TimeoutExpired, ProcessLookupError):
@@ -176,9 +181,25 @@ class ServiceProcess:
                     self._proc.wait(timeout=timeout_s)
             with suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)  # children that outlived the leader, or a hung leader
+            for child in children:
+                with suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
             self._proc.wait(timeout=timeout_s)
         finally:
             self._log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children first, then theirs), read from /proc."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found += [int(entry.name), *descendants(int(entry.name))]
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+    return found
 
 
 @contextmanager
