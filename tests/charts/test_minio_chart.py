@@ -46,7 +46,7 @@ def test_defaults_render_the_expected_objects() -> None:
     ]
 
 
-def test_no_object_is_a_secret_and_credentials_come_only_from_secret_refs() -> None:
+def test_no_object_is_a_secret_and_no_credential_is_in_an_environment() -> None:
     objects = render()
     assert not [key for key in objects if key[0] == "Secret"]
     assert CANARY not in json.dumps(list(objects.values()))
@@ -54,9 +54,35 @@ def test_no_object_is_a_secret_and_credentials_come_only_from_secret_refs() -> N
         for pod in security.pod_contexts(obj):
             for container in security.container_contexts(pod):
                 for env in container.container.get("env") or []:
+                    # Credentials are mounted files: an environment is inherited by every child
+                    # process and shown by debugging tools; only *_FILE pointers may be set.
                     if any(word in env["name"] for word in ("PASSWORD", "KEY", "ROOT_USER")):
-                        assert "value" not in env, f"{env['name']} is a literal in {pod.where}"
-                        assert "secretKeyRef" in env["valueFrom"]
+                        assert env["name"].endswith("_FILE"), f"{env['name']} is set in {container.where}"
+                        assert env["value"].startswith("/etc/"), f"{env['name']} is not a file path"
+
+
+def test_server_reads_its_root_credentials_from_the_mounted_secret() -> None:
+    pod = render()["StatefulSet", "minio"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MINIO_ROOT_USER_FILE"]["value"] == "/etc/minio/root/root-user"
+    assert env["MINIO_ROOT_PASSWORD_FILE"]["value"] == "/etc/minio/root/root-password"
+    assert {"name": "root", "mountPath": "/etc/minio/root", "readOnly": True} in container["volumeMounts"]
+    root = next(v for v in pod["volumes"] if v["name"] == "root")["secret"]
+    assert root["secretName"] == "minio-root"
+    assert "optional" not in root, "a missing Secret must stop the pod, not start MinIO with default credentials"
+    assert root["items"] == [
+        {"key": "root-user", "path": "root-user"},
+        {"key": "root-password", "path": "root-password"},
+    ]
+
+
+def test_every_empty_dir_has_a_size_limit() -> None:
+    for obj in render().values():
+        for pod in security.pod_contexts(obj):
+            for volume in pod.spec.get("volumes") or []:
+                if "emptyDir" in volume:
+                    assert volume["emptyDir"].get("sizeLimit"), f"{pod.where}: emptyDir {volume['name']} is unbounded"
 
 
 def test_schema_has_no_place_for_a_credential(tmp_path: Path) -> None:
@@ -65,19 +91,38 @@ def test_schema_has_no_place_for_a_credential(tmp_path: Path) -> None:
     assert "secretKey" in helm_template_fails(tmp_path, {"consumers": [{**consumer, "secretKey": CANARY}]})
 
 
-def test_job_reads_root_and_consumer_keys_from_secrets() -> None:
+def test_job_reads_root_and_consumer_keys_from_mounted_secret_files() -> None:
     objects = render()
-    env = {e["name"]: e for e in init_container(objects)["env"]}
-    assert env["MINIO_ROOT_USER"]["valueFrom"] == {"secretKeyRef": {"name": "minio-root", "key": "root-user"}}
-    assert env["MINIO_ROOT_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "minio-root", "key": "root-password"}}
-    for name in ("mlflow", "research"):
-        secret = f"object-store-{name}"
-        assert env[f"CONSUMER_ACCESS_KEY_{name.upper()}"]["valueFrom"] == {
-            "secretKeyRef": {"name": secret, "key": "access-key"}
-        }
-        assert env[f"CONSUMER_SECRET_KEY_{name.upper()}"]["valueFrom"] == {
-            "secretKeyRef": {"name": secret, "key": "secret-key"}
-        }
+    container = init_container(objects)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MINIO_ROOT_USER_FILE"] == "/etc/init-buckets/secrets/root/root-user"
+    assert env["MINIO_ROOT_PASSWORD_FILE"] == "/etc/init-buckets/secrets/root/root-password"
+    assert {"name": "secrets", "mountPath": "/etc/init-buckets/secrets", "readOnly": True} in container["volumeMounts"]
+    pod = objects["Job", "minio-init-buckets"]["spec"]["template"]["spec"]
+    projected = next(v for v in pod["volumes"] if v["name"] == "secrets")["projected"]
+    assert projected["sources"] == [
+        {
+            "secret": {
+                "name": "minio-root",
+                "items": [
+                    {"key": "root-user", "path": "root/root-user"},
+                    {"key": "root-password", "path": "root/root-password"},
+                ],
+            }
+        },
+        *(
+            {
+                "secret": {
+                    "name": f"object-store-{name}",
+                    "items": [
+                        {"key": "access-key", "path": f"consumers/{name}/access-key"},
+                        {"key": "secret-key", "path": f"consumers/{name}/secret-key"},
+                    ],
+                }
+            }
+            for name in ("mlflow", "research")
+        ),
+    ]
     config = json.loads(objects["ConfigMap", "minio-init-buckets"]["data"]["config.json"])
     assert config == {
         "buckets": ["qframe-data-lake", "qframe-mlflow-artifacts"],
@@ -87,26 +132,18 @@ def test_job_reads_root_and_consumer_keys_from_secrets() -> None:
                 "name": "mlflow",
                 "buckets": ["qframe-mlflow-artifacts"],
                 "access": "readwrite",
-                "accessKeyEnv": "CONSUMER_ACCESS_KEY_MLFLOW",
-                "secretKeyEnv": "CONSUMER_SECRET_KEY_MLFLOW",
+                "accessKeyFile": "/etc/init-buckets/secrets/consumers/mlflow/access-key",
+                "secretKeyFile": "/etc/init-buckets/secrets/consumers/mlflow/secret-key",
             },
             {
                 "name": "research",
                 "buckets": ["qframe-data-lake"],
                 "access": "readwrite",
-                "accessKeyEnv": "CONSUMER_ACCESS_KEY_RESEARCH",
-                "secretKeyEnv": "CONSUMER_SECRET_KEY_RESEARCH",
+                "accessKeyFile": "/etc/init-buckets/secrets/consumers/research/access-key",
+                "secretKeyFile": "/etc/init-buckets/secrets/consumers/research/secret-key",
             },
         ],
     }
-
-
-def test_dashed_consumer_names_become_valid_env_names() -> None:
-    consumers = [
-        {"name": "feature-store", "existingSecret": "fs", "buckets": ["qframe-data-lake"], "access": "readonly"}
-    ]
-    env = {e["name"] for e in init_container(render({"consumers": consumers}))["env"]}
-    assert {"CONSUMER_ACCESS_KEY_FEATURE_STORE", "CONSUMER_SECRET_KEY_FEATURE_STORE"} <= env
 
 
 def test_job_is_an_idempotent_post_install_and_upgrade_hook() -> None:
@@ -217,3 +254,32 @@ def test_consumer_bucket_must_be_a_platform_bucket_and_names_unique(tmp_path: Pa
     assert "not in buckets" in helm_template_fails(tmp_path, {"consumers": [stray]})
     one = {"name": "mlflow", "existingSecret": "s", "buckets": ["qframe-data-lake"], "access": "readwrite"}
     assert "listed twice" in helm_template_fails(tmp_path, {"consumers": [one, one]})
+
+
+def test_init_job_may_reach_only_the_cluster_dns_pods_on_53() -> None:
+    egress = render()["NetworkPolicy", "minio-init-buckets-egress"]["spec"]["egress"]
+    dns_rules = [rule for rule in egress if {"protocol": "UDP", "port": 53} in rule["ports"]]
+    assert dns_rules == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "client",
+    [
+        {"podSelector": {"matchLabels": {}}},
+        {"podSelector": {"matchLabels": {"app": "x"}}, "namespaceSelector": {"matchLabels": {}}},
+        {"podSelector": {"matchLabels": {"app": "x"}}, "namespaceSelector": {}},
+    ],
+    ids=["empty-pod-selector", "empty-namespace-labels", "empty-namespace-selector"],
+)
+def test_schema_refuses_a_client_selector_that_matches_everything(tmp_path: Path, client: dict[str, Any]) -> None:
+    assert "allowedClients" in helm_template_fails(tmp_path, {"networkPolicy": {"allowedClients": [client]}})

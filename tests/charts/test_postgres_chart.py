@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def test_schema_has_no_place_for_a_password(tmp_path: Path) -> None:
     assert "password" in stderr
 
 
-def test_job_reads_each_consumer_password_from_its_own_secret() -> None:
+def test_job_reads_every_password_from_a_mounted_secret_file_not_the_environment() -> None:
     values = {
         "consumers": [
             {"name": "mlflow", "existingSecret": "mlflow-db"},
@@ -82,18 +83,34 @@ def test_job_reads_each_consumer_password_from_its_own_secret() -> None:
         ]
     }
     objects = render(values)
-    env = {e["name"]: e for e in init_container(objects)["env"]}
-    assert env["CONSUMER_PASSWORD_MLFLOW"]["valueFrom"] == {"secretKeyRef": {"name": "mlflow-db", "key": "password"}}
-    assert env["CONSUMER_PASSWORD_FEATURE_STORE"]["valueFrom"] == {
-        "secretKeyRef": {"name": "feature-store-db", "key": "password"}
-    }
-    assert env["PGPASSWORD"]["valueFrom"] == {
-        "secretKeyRef": {"name": "postgres-superuser", "key": "postgres-password"}
-    }
+    container = init_container(objects)
+    # No password in the environment (inherited by every child process, shown by debugging tools).
+    assert [e["name"] for e in container["env"]] == ["PYTHONDONTWRITEBYTECODE"]
+    assert container["command"][-2:] == ["--password-file", "/etc/init-databases/secrets/superuser/password"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+    assert mount == {"name": "secrets", "mountPath": "/etc/init-databases/secrets", "readOnly": True}
+    pod = objects["Job", "postgres-init-databases"]["spec"]["template"]["spec"]
+    projected = next(v for v in pod["volumes"] if v["name"] == "secrets")["projected"]
+    assert projected["sources"] == [
+        {
+            "secret": {
+                "name": "postgres-superuser",
+                "items": [{"key": "postgres-password", "path": "superuser/password"}],
+            }
+        },
+        {"secret": {"name": "mlflow-db", "items": [{"key": "password", "path": "consumers/mlflow/password"}]}},
+        {
+            "secret": {
+                "name": "feature-store-db",
+                "items": [{"key": "password", "path": "consumers/feature_store/password"}],
+            }
+        },
+    ]
+    assert projected["defaultMode"] == 0o440
     consumers = json.loads(objects["ConfigMap", "postgres-init-databases"]["data"]["consumers.json"])
     assert consumers == [
-        {"name": "mlflow", "passwordEnv": "CONSUMER_PASSWORD_MLFLOW"},
-        {"name": "feature_store", "passwordEnv": "CONSUMER_PASSWORD_FEATURE_STORE"},
+        {"name": "mlflow", "passwordFile": "/etc/init-databases/secrets/consumers/mlflow/password"},
+        {"name": "feature_store", "passwordFile": "/etc/init-databases/secrets/consumers/feature_store/password"},
     ]
 
 
@@ -188,10 +205,57 @@ def test_digest_wins_over_tag() -> None:
     )
 
 
-def test_probes_use_pg_isready() -> None:
+def test_readiness_and_liveness_probes_differ() -> None:
+    # Ready = accepting connections; alive = answering at all. A server in crash recovery answers
+    # "rejecting" (pg_isready exit 1): not ready, but restarting it would only restart the recovery.
     (container,) = render()["StatefulSet", "postgres"]["spec"]["template"]["spec"]["containers"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["exec"]["command"][0] == "pg_isready"
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    assert readiness["exec"] != liveness["exec"]
+    assert readiness["exec"]["command"][0] == "pg_isready"
+    shell, flag, script = liveness["exec"]["command"]
+    assert (shell, flag) == ("sh", "-c")
+    assert script.startswith("pg_isready ")
+    assert script.endswith("; [ $? -le 1 ]")
+    # The probe's timeout outlasts pg_isready's own, so a hung server fails the check, not the probe.
+    assert liveness["timeoutSeconds"] > 4
+
+
+def _liveness_verdict(tmp_path: Path, script: str, pg_isready_exit: int) -> int:
+    # Runs the rendered liveness script with a stand-in pg_isready that exits with a given code.
+    stub = tmp_path / "pg_isready"
+    stub.write_text(f"#!/bin/sh\nexit {pg_isready_exit}\n", encoding="utf-8")
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "POSTGRES_USER": "postgres"}
+    return subprocess.run(["sh", "-c", script], env=env, check=False).returncode
+
+
+@pytest.mark.parametrize(("pg_isready_exit", "alive"), [(0, True), (1, True), (2, False), (3, False)])
+def test_liveness_restarts_only_a_server_that_does_not_answer(
+    tmp_path: Path, pg_isready_exit: int, alive: bool
+) -> None:
+    (container,) = render()["StatefulSet", "postgres"]["spec"]["template"]["spec"]["containers"]
+    script = container["livenessProbe"]["exec"]["command"][2]
+    assert (_liveness_verdict(tmp_path, script, pg_isready_exit) == 0) is alive
+
+
+def test_every_empty_dir_has_a_size_limit() -> None:
+    for obj in render().values():
+        for pod in security.pod_contexts(obj):
+            for volume in pod.spec.get("volumes") or []:
+                if "emptyDir" in volume:
+                    assert volume["emptyDir"].get("sizeLimit"), f"{pod.where}: emptyDir {volume['name']} is unbounded"
+
+
+def test_pg_hba_default_admits_only_the_pod_network_with_scram() -> None:
+    hba = render()["ConfigMap", "postgres-config"]["data"]["pg_hba.conf"]
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    assert {rule[-1] for rule in rules} == {"scram-sha-256"}
+    assert [rule[3] for rule in rules if rule[0] == "host"] == ["127.0.0.1/32", "::1/128", "10.244.0.0/16"]
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "10.0.0.0/0", "10.244.0.0/16 trust"])
+def test_schema_refuses_a_catch_all_or_malformed_pg_hba_network(tmp_path: Path, cidr: str) -> None:
+    assert "allowedCIDRs" in helm_template_fails(tmp_path, {"auth": {"allowedCIDRs": [cidr]}})
 
 
 def test_pg_hba_uses_scram_for_the_allowed_networks_only() -> None:
@@ -221,3 +285,32 @@ def test_schema_rejects_latest_and_a_bad_consumer_name(tmp_path: Path) -> None:
 def test_duplicate_consumers_are_rejected(tmp_path: Path) -> None:
     twice = [{"name": "mlflow", "existingSecret": "a"}, {"name": "mlflow", "existingSecret": "b"}]
     assert "listed twice" in helm_template_fails(tmp_path, {"consumers": twice})
+
+
+def test_init_job_may_reach_only_the_cluster_dns_pods_on_53() -> None:
+    egress = render()["NetworkPolicy", "postgres-init-databases-egress"]["spec"]["egress"]
+    dns_rules = [rule for rule in egress if {"protocol": "UDP", "port": 53} in rule["ports"]]
+    assert dns_rules == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "client",
+    [
+        {"podSelector": {"matchLabels": {}}},
+        {"podSelector": {"matchLabels": {"app": "x"}}, "namespaceSelector": {"matchLabels": {}}},
+        {"podSelector": {"matchLabels": {"app": "x"}}, "namespaceSelector": {}},
+    ],
+    ids=["empty-pod-selector", "empty-namespace-labels", "empty-namespace-selector"],
+)
+def test_schema_refuses_a_client_selector_that_matches_everything(tmp_path: Path, client: dict[str, Any]) -> None:
+    assert "allowedClients" in helm_template_fails(tmp_path, {"networkPolicy": {"allowedClients": [client]}})

@@ -22,11 +22,12 @@ def render(values: Mapping[str, Any] | None = None, release: str = "alpha") -> d
     return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
-def test_defaults_render_deny_dns_same_namespace_and_limit_range() -> None:
+def test_defaults_render_deny_dns_and_limit_range_but_no_same_namespace_allow() -> None:
+    # A blanket same-namespace allow would let any compromised pod reach every service of the
+    # namespace: it is opt-in, each service admits its named clients instead.
     assert sorted(render()) == [
         ("LimitRange", "alpha-tenant-baseline-container-defaults"),
         ("NetworkPolicy", "alpha-tenant-baseline-allow-dns"),
-        ("NetworkPolicy", "alpha-tenant-baseline-allow-same-namespace"),
         ("NetworkPolicy", "alpha-tenant-baseline-default-deny"),
     ]
 
@@ -70,7 +71,8 @@ def test_dns_selectors_come_from_values() -> None:
 
 
 def test_same_namespace_policy_allows_both_directions_within_the_namespace() -> None:
-    spec = render()["NetworkPolicy", "alpha-tenant-baseline-allow-same-namespace"]["spec"]
+    on = {"networkPolicy": {"sameNamespace": {"enabled": True}}}
+    spec = render(on)["NetworkPolicy", "alpha-tenant-baseline-allow-same-namespace"]["spec"]
     assert spec["ingress"] == [{"from": [{"podSelector": {}}]}]
     assert spec["egress"] == [{"to": [{"podSelector": {}}]}]
 
@@ -127,8 +129,11 @@ def test_standard_labels_cannot_be_overridden_by_common_labels() -> None:
 def test_fullname_override_and_name_length() -> None:
     assert ("NetworkPolicy", "team-default-deny") in render({"fullnameOverride": "team"})
     long_release = "r" * 53  # the longest release name helm accepts
-    quota_on = {"resourceQuota": {"enabled": True, "hard": {"pods": 3}}}
-    names = [name for _, name in render(quota_on, release=long_release)]
+    everything_on = {
+        "resourceQuota": {"enabled": True, "hard": {"pods": 3}},
+        "networkPolicy": {"sameNamespace": {"enabled": True}},
+    }
+    names = [name for _, name in render(everything_on, release=long_release)]
     assert len(names) == 5
     for name in names:
         assert len(name) <= 63, name

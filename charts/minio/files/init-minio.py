@@ -19,7 +19,9 @@ Usage (in the chart's Job, or on a workstation)::
         --root-user admin --config-json config.json
 
 The root user may also come from MINIO_ROOT_USER and the root password only comes from
-MINIO_ROOT_PASSWORD (never from the command line). The JSON file is an object::
+MINIO_ROOT_PASSWORD (never from the command line); like the server, the script also takes
+MINIO_ROOT_USER_FILE / MINIO_ROOT_PASSWORD_FILE naming files that hold them (the chart's Job mounts
+them from the Secret). The JSON file is an object::
 
     {"buckets": ["qframe-data-lake"], "versioning": true,
      "consumers": [{"name": "research", "buckets": ["qframe-data-lake"], "access": "readwrite",
@@ -27,7 +29,8 @@ MINIO_ROOT_PASSWORD (never from the command line). The JSON file is an object::
                     "secretKeyEnv": "CONSUMER_SECRET_KEY_RESEARCH"}]}
 
 where each consumer gives its keys as ``accessKey``/``secretKey`` or, so the file need hold no
-secret, ``accessKeyEnv``/``secretKeyEnv`` (names of environment variables). Secret keys are never
+secret, ``accessKeyEnv``/``secretKeyEnv`` (names of environment variables) or
+``accessKeyFile``/``secretKeyFile`` (paths of files holding them). Secret keys are never
 printed. Buckets are handled with boto3; users and policies with the ``minio`` package's
 ``MinioAdmin`` (the S3 API has no user management). Requires Python 3.9+, boto3 and minio>=7.2.
 """
@@ -87,16 +90,34 @@ class Config:
 
 
 def _key(entry: dict[str, Any], field: str, where: str, environ: dict[str, str]) -> str:
-    inline, env = entry.get(field), entry.get(field + "Env")
-    if (inline is None) == (env is None):
-        raise ConfigError(f"{where}: give exactly one of {field} or {field}Env")
+    inline, env, file = entry.get(field), entry.get(field + "Env"), entry.get(field + "File")
+    if [inline, env, file].count(None) != 2:
+        raise ConfigError(f"{where}: give exactly one of {field}, {field}Env or {field}File")
     if env is not None:
         if not isinstance(env, str) or env not in environ:
             raise ConfigError(f"{where}: environment variable {env!r} ({field}Env) is not set")
         inline = environ[env]
+    if file is not None:
+        if not isinstance(file, str):
+            raise ConfigError(f"{where}: {field}File must be a path")
+        inline = read_secret_file(file)
     if not isinstance(inline, str) or not inline.strip():
         raise ConfigError(f"{where}: {field} is empty")
     return inline.strip()
+
+
+def read_secret_file(path: str) -> str:
+    """A credential from a mounted Secret: the file's text without its trailing newline."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().rstrip("\r\n")
+
+
+def root_credential(environ: dict[str, str], name: str) -> str | None:
+    """MINIO_ROOT_USER / MINIO_ROOT_PASSWORD, or the file named by the same name + ``_FILE``."""
+    path = environ.get(name + "_FILE")
+    if path:
+        return read_secret_file(path)
+    return environ.get(name)
 
 
 def load_consumer(entry: Any, where: str, buckets: list[str], environ: dict[str, str]) -> Consumer:
@@ -313,13 +334,21 @@ def run(endpoint: str, root_user: str, root_password: str, config: Config) -> li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True, help="MinIO S3 endpoint, e.g. http://minio:9000")
-    parser.add_argument("--root-user", default=os.environ.get("MINIO_ROOT_USER"), help="default: $MINIO_ROOT_USER")
+    parser.add_argument("--root-user", help="default: $MINIO_ROOT_USER or the file $MINIO_ROOT_USER_FILE")
     parser.add_argument("--config-json", required=True, help="buckets and consumers (see the module docstring)")
     parser.add_argument("--wait-seconds", type=int, default=300, help="how long to wait for the server")
     args = parser.parse_args(argv)
-    root_password = os.environ.get("MINIO_ROOT_PASSWORD")
-    if not args.root_user or not root_password:
-        parser.error("the root user (--root-user or MINIO_ROOT_USER) and MINIO_ROOT_PASSWORD are required")
+    try:
+        root_user = args.root_user or root_credential(dict(os.environ), "MINIO_ROOT_USER")
+        root_password = root_credential(dict(os.environ), "MINIO_ROOT_PASSWORD")
+    except OSError as exc:
+        print(f"error: cannot read a root credential file: {exc}", file=sys.stderr)
+        return 2
+    if not root_user or not root_password:
+        parser.error(
+            "the root user (--root-user, MINIO_ROOT_USER or MINIO_ROOT_USER_FILE) and the root password "
+            "(MINIO_ROOT_PASSWORD or MINIO_ROOT_PASSWORD_FILE) are required"
+        )
     if urllib.parse.urlsplit(args.endpoint).scheme not in ("http", "https"):
         parser.error("--endpoint must be an http:// or https:// URL")
     try:
@@ -328,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     wait_ready(args.endpoint, args.wait_seconds)
-    changes = run(args.endpoint, args.root_user, root_password, config)
+    changes = run(args.endpoint, root_user, root_password, config)
     for line in changes:
         print(line)
     print(f"done: {len(config.buckets)} bucket(s), {len(config.consumers)} consumer(s), {len(changes)} change(s)")

@@ -13,7 +13,8 @@ Usage (in the chart's Job, or on a workstation)::
     python3 init-databases.py --dsn "host=... port=5432 user=postgres dbname=postgres" \
         --consumers-json consumers.json
 
-The superuser password comes from the DSN or libpq's PGPASSWORD. The JSON file is a list of
+The superuser password comes from ``--password-file`` (the chart mounts the Secret as a file, so
+it never sits in the pod's environment) or else libpq's own sources (PGPASSWORD, PGPASSFILE). The JSON file is a list of
 objects with ``name`` and exactly one of ``password``, ``passwordEnv`` (the name of an environment
 variable) or ``passwordFile`` (a path), so the file itself need not hold secrets. Identifiers are
 quoted with psycopg.sql; passwords are sent as quoted literals and never printed.
@@ -85,12 +86,22 @@ def _password(entry: dict[str, Any], source: str, environ: dict[str, str], where
     return value
 
 
-def connect(dsn: str, wait_seconds: float) -> psycopg.Connection[Any]:
+def read_secret_file(path: str, what: str) -> str:
+    """A password from a mounted Secret: the file's text without its trailing newline."""
+    with open(path, encoding="utf-8") as handle:
+        value = handle.read().rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{path}: the {what} is empty")
+    return value
+
+
+def connect(dsn: str, wait_seconds: float, password: str | None = None) -> psycopg.Connection[Any]:
     """A superuser connection in autocommit mode, retrying until the server accepts it."""
     deadline = time.monotonic() + wait_seconds
+    extra = {} if password is None else {"password": password}
     while True:
         try:
-            return psycopg.connect(dsn, autocommit=True)
+            return psycopg.connect(dsn, autocommit=True, **extra)
         except psycopg.OperationalError as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -121,8 +132,10 @@ def ensure_consumer(conn: psycopg.Connection[Any], name: str, password: str) -> 
     return created
 
 
-def run(dsn: str, consumers: list[tuple[str, str]], wait_seconds: float = 0) -> None:
-    with connect(dsn, wait_seconds) as conn:
+def run(
+    dsn: str, consumers: list[tuple[str, str]], wait_seconds: float = 0, superuser_password: str | None = None
+) -> None:
+    with connect(dsn, wait_seconds, superuser_password) as conn:
         # Statements carry passwords: keep them out of the server log for this session.
         conn.execute("SET log_statement = 'none'")
         conn.execute("SET log_min_duration_statement = -1")
@@ -139,10 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         "--consumers-json", required=True, help="JSON list of {name, password|passwordEnv|passwordFile}"
     )
     parser.add_argument("--wait-seconds", type=float, default=0, help="retry connecting for this long")
+    parser.add_argument(
+        "--password-file", help="file holding the superuser password (default: libpq's PGPASSWORD/PGPASSFILE)"
+    )
     args = parser.parse_args(argv)
     try:
+        password = None if args.password_file is None else read_secret_file(args.password_file, "superuser password")
         consumers = load_consumers(args.consumers_json, dict(os.environ))
-        run(args.dsn, consumers, args.wait_seconds)
+        run(args.dsn, consumers, args.wait_seconds, password)
     except (ConfigError, OSError, psycopg.Error) as exc:
         print(f"init-databases failed: {exc}", file=sys.stderr)
         return 1

@@ -8,10 +8,10 @@ Components: "database" (the StatefulSet, its Services, its config and its ingres
 */ -}}
 
 {{/*
-postgres.consumerEnvName
-  The environment variable holding one consumer's password in the init Job
-  ("CONSUMER_PASSWORD_<NAME>"). Call with the consumer's name.
+postgres.consumerPasswordFile
+  Where the init Job finds one consumer's password: the key `password` of the consumer's Secret,
+  mounted at /etc/init-databases/secrets/consumers/<name>/password. Call with the consumer's name.
 */}}
-{{- define "postgres.consumerEnvName" -}}
-{{- printf "CONSUMER_PASSWORD_%s" (upper .) -}}
+{{- define "postgres.consumerPasswordFile" -}}
+{{- printf "/etc/init-databases/secrets/consumers/%s/password" . -}}
 {{- end -}}
