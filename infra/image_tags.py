@@ -14,9 +14,9 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "74ea8bd34498",
-    "notebook": "05a1dff17614",
+    "notebook": "ff51e4ff0dc5",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "7b5e9214f3d4",
+    "worker": "ae82edf63a89",
 }

@@ -63,10 +63,18 @@ def test_generate_list_show_features_round_trip(run, tmp_path: Path) -> None:  #
 
 def test_second_write_of_a_version_is_refused_in_plain_words(run) -> None:  # type: ignore[no-untyped-def]
     assert run("data", "generate", "--periods", "50", "--version", "v1")[0] == 0
-    code, out = run("data", "generate", "--periods", "50", "--version", "v1")
+    code, out = run("data", "generate", "--periods", "50", "--version", "v1", "--seed", "7")
     assert code == 2
     assert "already exists" in out
     assert "Traceback" not in out
+
+
+def test_rerunning_the_same_write_is_an_idempotent_retry(run) -> None:  # type: ignore[no-untyped-def]
+    # The same bars under the same version: what a retry after a lost answer does; it must not fail.
+    assert run("data", "generate", "--periods", "50", "--version", "v1")[0] == 0
+    code, out = run("data", "generate", "--periods", "50", "--version", "v1")
+    assert code == 0, out
+    assert "bars.synthetic-1h@v1" in out
 
 
 def test_ingest_refuses_a_bad_file_and_writes_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from qframe.research.data_lake.catalog import DataCatalog
 from qframe.research.data_lake.feature_store import FeatureStore
 from qframe.research.data_lake.storage import DataLakeStorage, storage_from_url
 from qframe.research.features import compute_features
+from qframe.research.redaction import redact
 from qframe.research.settings import ResearchSettings
 
 log = structlog.get_logger(__name__)
@@ -53,8 +54,8 @@ class ResearchIntegration:
         return {
             "qframe_core_available": importlib.util.find_spec("qframe.core") is not None,
             "data_lake_backend": self.backend_label,
-            "data_lake_url": self.settings.resolved_lake_url,
-            "catalog_url": _redact(self.settings.resolved_catalog_url),
+            "data_lake_url": redact(self.settings.resolved_lake_url),
+            "catalog_url": redact(self.settings.resolved_catalog_url),
             "feature_store_ready": not self._closed,
             "strategies_discovered": len(available_strategies()),
             "strategies": available_strategies(),
@@ -63,7 +64,7 @@ class ResearchIntegration:
                 name: importlib.util.find_spec(module) is not None
                 for name, module in (("dask", "distributed"), ("ray", "ray"))
             },
-            "mlflow_tracking_uri": _redact(self.settings.resolved_tracking_uri),
+            "mlflow_tracking_uri": redact(self.settings.resolved_tracking_uri),
         }
 
     async def compute_research_features(
@@ -143,7 +144,7 @@ def create_research_integration(
     storage = storage_from_url(lake_url, **options)
     catalog = DataCatalog(resolved.resolved_catalog_url)
     label = "minio" if use_minio else lake_url.split("://", 1)[0].replace("file", "local")
-    log.info("research integration ready", lake=lake_url, backend=label)
+    log.info("research integration ready", lake=redact(lake_url), backend=label)
     return ResearchIntegration(
         settings=resolved,
         storage=storage,

@@ -15,6 +15,7 @@ import structlog
 import typer
 from qframe.research.cli import backtest, data, demo
 from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, research_session
+from qframe.research.redaction import redact_event
 
 app = typer.Typer(
     name="qframe",
@@ -53,6 +54,9 @@ def configure_logging(level: int) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            # Tracebacks become text first, so the redaction sees them too.
+            structlog.processors.format_exc_info,
+            redact_event,
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -64,5 +68,7 @@ def configure_logging(level: int) -> None:
 @app.command()
 def status(workdir: Workdir = None, lake: LakeUrl = None, catalog: CatalogUrl = None) -> None:
     """Where the lake, catalog and MLflow are, which strategies and compute backends are available."""
+    from qframe.research.redaction import redact
+
     with research_session(workdir, lake, catalog) as session:
-        console.print_json(json.dumps(session.get_integration_status()))
+        console.print_json(redact(json.dumps(session.get_integration_status())))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Piped or captured output (CI logs, `| tee`) keeps whole table rows instead of rich's 80-column default.
 _WIDE = None if sys.stdout.isatty() else 160
@@ -35,7 +37,9 @@ CatalogUrl = Annotated[
 
 
 def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from qframe.research.redaction import redact
+
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -47,9 +51,20 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     return (ValueError, LookupError, CatalogError, StorageError, FileNotFoundError)
 
 
+def _unavailable_types() -> tuple[type[BaseException], ...]:
+    """A service that is down: exit 1 (the work failed, the input may be fine; rerunning is safe)."""
+    from qframe.research.data_lake.catalog import CatalogUnavailable
+    from qframe.research.tracking.base import TrackingError
+
+    return (CatalogUnavailable, TrackingError)
+
+
 @contextmanager
 def plain_errors() -> Iterator[None]:
-    """Known errors become one readable line and an exit code instead of a traceback."""
+    """Known errors become one readable line and an exit code instead of a traceback.
+
+    Anything else still shows its traceback (a bug to report), but through the redaction, like every line here.
+    """
     try:
         yield
     except typer.Exit:
@@ -57,9 +72,14 @@ def plain_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         fail("interrupted; finished work is kept (rerun the same command to resume)", code=130)
     except Exception as exc:
+        if isinstance(exc, _unavailable_types()):
+            fail(str(exc), code=EXIT_FAILED)
         if isinstance(exc, _bad_input_types()):
             fail(str(exc))
-        raise
+        from qframe.research.redaction import redact
+
+        err_console.print(escape(redact(traceback.format_exc())), highlight=False)
+        fail(f"unexpected {type(exc).__name__} (traceback above): {exc}", code=EXIT_FAILED)
 
 
 @contextmanager
@@ -75,6 +95,11 @@ def research_session(workdir: Path | None, lake: str | None, catalog: str | None
 
 
 def settings_from(workdir: Path | None, lake: str | None, catalog: str | None, **more: Any) -> Any:
+    from qframe.research.redaction import remember_secrets_in_url
     from qframe.research.settings import ResearchSettings
 
-    return ResearchSettings.from_env(workdir=workdir, lake_url=lake, catalog_url=catalog, **more)
+    settings = ResearchSettings.from_env(workdir=workdir, lake_url=lake, catalog_url=catalog, **more)
+    # Every URL's credentials are masked wherever they turn up later, however a library re-renders the URL.
+    for url in (settings.lake_url, settings.catalog_url, settings.mlflow_tracking_uri, settings.s3_endpoint_url):
+        remember_secrets_in_url(url)
+    return settings

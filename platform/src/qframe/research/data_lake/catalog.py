@@ -12,14 +12,15 @@ One registration is one transaction (dataset row, tags, symbols, lineage edges);
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 import pandas as pd
 import structlog
@@ -35,14 +36,16 @@ from qframe.research.data_lake.storage_layout import (
     check_version,
     to_utc_timestamp,
 )
+from qframe.research.redaction import redact, remember_secrets_in_url
 from qframe.research.threaded import in_thread
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, RowMapping, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
     "CatalogError",
+    "CatalogUnavailable",
     "DataCatalog",
     "DataQuality",
     "DatasetAlreadyRegistered",
@@ -59,6 +62,12 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_ID: Final = 0x51F4A3E0
 _SQLITE_MIGRATION_ATTEMPTS: Final = 5
 _SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+# Tag fsck sets on a registration whose lake data is gone or differs (see mark_problem_sync).
+PROBLEM_TAG: Final = "fsck.problem"
+# Seconds a Postgres connect may take before the catalog counts as unreachable (libpq waits forever by default).
+_PG_CONNECT_TIMEOUT_S: Final = 10
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class DatasetType(StrEnum):
@@ -77,6 +86,10 @@ class DataQuality(StrEnum):
 
 class CatalogError(Exception):
     """Base class of catalog errors; messages name the dataset and the fix."""
+
+
+class CatalogUnavailable(CatalogError):  # noqa: N818 - reads like its siblings
+    """The catalog database cannot be reached (down, refusing connections, locked); rerunning is safe."""
 
 
 class DatasetAlreadyRegistered(CatalogError):  # noqa: N818 - contract name
@@ -130,11 +143,11 @@ def normalise_db_url(db_url: str) -> str:
 def _make_engine(db_url: str) -> Engine:
     try:
         url = make_url(normalise_db_url(db_url))
-    except Exception as exc:
+    except Exception:
         raise CatalogError(
-            f"catalog URL {db_url!r} is not a SQLAlchemy URL; use sqlite:///path/catalog.db or "
+            f"catalog URL {redact(db_url)!r} is not a SQLAlchemy URL; use sqlite:///path/catalog.db or "
             "postgresql+psycopg://user:password@host:5432/db"
-        ) from exc
+        ) from None
     if url.get_backend_name() == "sqlite":
         in_memory = url.database in (None, "", ":memory:")
         engine = create_engine(
@@ -151,10 +164,47 @@ def _make_engine(db_url: str) -> Engine:
 
         return engine
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S})
     raise CatalogError(
-        f"catalog URL {db_url!r}: unsupported database {url.get_backend_name()!r}; use sqlite or postgresql+psycopg"
+        f"catalog URL {redact(db_url)!r}: unsupported database {url.get_backend_name()!r}; use sqlite or "
+        "postgresql+psycopg"
     )
+
+
+def _db_reason(exc: BaseException) -> str:
+    """The driver's own first line (e.g. 'connection refused'), without SQLAlchemy's SQL and link, redacted."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(orig).__name__)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _translate_outage(action: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Turns a lost or refused database connection into :class:`CatalogUnavailable` naming the catalog and fix."""
+
+    def wrap(func: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(func)
+        def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return func(*args, **kwargs)
+            except DBAPIError as exc:
+                if not _unreachable(exc):
+                    raise
+                catalog = args[0]
+                raise CatalogUnavailable(
+                    f"catalog {getattr(catalog, 'url', '?')} is unreachable ({_db_reason(exc)}) while trying to "
+                    f"{action}; start the database or point QFRAME_CATALOG_URL / --catalog at a running one, "
+                    "then run the same command again"
+                ) from None
+
+        return translated
+
+    return wrap
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -186,7 +236,9 @@ def run_migrations(engine: Engine) -> None:
             except OperationalError as exc:
                 # Without the file lock (no fcntl), migrators race on "table exists"; the retry then sees head.
                 if attempt == _SQLITE_MIGRATION_ATTEMPTS:
-                    raise CatalogError(f"catalog migration failed after {attempt} attempts: {exc}") from exc
+                    raise CatalogError(
+                        f"catalog migration failed after {attempt} attempts: {_db_reason(exc)}"
+                    ) from None
                 time.sleep(0.2 * attempt)
 
 
@@ -257,6 +309,31 @@ class _Registration:
     derived_from: tuple[DatasetRef, ...]
 
 
+def _same_registration(existing: DatasetMetadata, reg: _Registration) -> bool:
+    """Whether ``reg`` asks for exactly what is registered (a retry), so it can succeed without a second row."""
+    parents = [(r.name, r.version) for r in existing.derived_from]
+    wanted = [(r.name, r.version) for r in reg.derived_from]
+    same_parents = (
+        sorted(parents) == sorted(set(wanted))
+        if all(v != LATEST for _, v in wanted)
+        else sorted({n for n, _ in parents}) == sorted({n for n, _ in wanted})
+    )
+    return (
+        existing.checksum == reg.checksum
+        and existing.location == reg.location
+        and existing.row_count == reg.row_count
+        and existing.dataset_type == reg.dataset_type
+        and existing.quality_level == reg.quality_level
+        and existing.schema == reg.schema
+        and existing.tags == reg.tags
+        and existing.symbols == reg.symbols
+        and existing.start == reg.start
+        and existing.end == reg.end
+        and existing.description == reg.description
+        and same_parents
+    )
+
+
 def _check_registration(
     name: str,
     *,
@@ -320,12 +397,20 @@ class DataCatalog:
     """Registry of dataset versions in SQLite or PostgreSQL."""
 
     def __init__(self, db_url: str, *, migrate: bool = True) -> None:
+        remember_secrets_in_url(db_url)
         self._engine = _make_engine(db_url)
-        self.url = self._engine.url.render_as_string(hide_password=True)
+        self.url = redact(self._engine.url.render_as_string(hide_password=True))
+        try:
+            self._open(migrate=migrate)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @_translate_outage("open it")
+    def _open(self, *, migrate: bool) -> None:
         if migrate:
             run_migrations(self._engine)
         elif not inspect(self._engine).has_table(m.datasets.name):
-            self._engine.dispose()
             raise CatalogError(
                 f"catalog {self.url} has no catalog tables; create them with DataCatalog(url, migrate=True)"
             )
@@ -366,7 +451,12 @@ class DataCatalog:
         description: str = "",
         derived_from: Sequence[DatasetRef] = (),
     ) -> DatasetMetadata:
-        """Registers one dataset version, all or nothing; DatasetAlreadyRegistered if it exists."""
+        """Registers one dataset version, all or nothing; DatasetAlreadyRegistered if it exists with other content.
+
+        Idempotent: registering exactly what is registered already (a retry whose first answer was lost)
+        returns the existing entry. A lost connection raises :class:`CatalogUnavailable`; the registration
+        may or may not have committed, and running it again settles it either way.
+        """
         reg = _check_registration(
             name,
             version=version,
@@ -417,14 +507,23 @@ class DataCatalog:
                     )
         except IntegrityError as exc:
             if self._exists(reg.name, reg.version):
+                existing = self.get_dataset_sync(reg.name, reg.version)
+                if _same_registration(existing, reg):
+                    log.info("catalog.already_registered_identical", dataset=reg.name, version=reg.version)
+                    return existing
                 raise DatasetAlreadyRegistered(
                     f"dataset {reg.name!r} version {reg.version!r} is already registered in {self.url}; versions are "
                     "immutable: register a new version"
                 ) from None
-            raise CatalogError(f"registration of {reg.name!r} {reg.version!r} failed, nothing written: {exc}") from exc
+            raise CatalogError(
+                f"registration of {reg.name!r} {reg.version!r} failed, nothing written: {_db_reason(exc)}"
+            ) from None
         log.info("catalog.registered", dataset=reg.name, version=reg.version, type=reg.dataset_type.value)
         return self.get_dataset_sync(reg.name, reg.version)
 
+    register_dataset_sync = _translate_outage("register a dataset version (it may or may not be registered now)")(
+        register_dataset_sync
+    )
     register_dataset = in_thread(register_dataset_sync)
 
     def register_manifest_sync(
@@ -529,6 +628,7 @@ class DataCatalog:
             )
         return result
 
+    @_translate_outage("look up a dataset version")
     def get_dataset_sync(self, name: str, version: str = LATEST) -> DatasetMetadata:
         with self._engine.connect() as conn:
             dataset_id = self._resolve_id(conn, DatasetRef(name, version))
@@ -537,6 +637,7 @@ class DataCatalog:
 
     get_dataset = in_thread(get_dataset_sync)
 
+    @_translate_outage("search datasets")
     def search_sync(
         self,
         *,
@@ -563,6 +664,7 @@ class DataCatalog:
 
     search = in_thread(search_sync)
 
+    @_translate_outage("list dataset versions")
     def list_versions_sync(self, name: str) -> list[str]:
         """Registered versions of ``name`` in registration order (empty if none)."""
         with self._engine.connect() as conn:
@@ -572,12 +674,47 @@ class DataCatalog:
                 ).scalars()
             )
 
+    @_translate_outage("count datasets")
     def count_sync(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(m.datasets)).scalar_one())
 
+    # --- repair (qframe data fsck) -------------------------------------------------------------------
+
+    @_translate_outage("remove a catalog entry")
+    def remove_entry_sync(self, name: str, version: str) -> None:
+        """Deletes one registration (tags, symbols, lineage edges to its parents) if nothing derives from it."""
+        with self._engine.begin() as conn:
+            dataset_id = self._resolve_id(conn, DatasetRef(name, version))
+            children = conn.execute(select(func.count()).where(m.lineage.c.parent_id == dataset_id)).scalar_one()
+            if children:
+                raise CatalogError(
+                    f"dataset {name!r} version {version!r} has {children} derived dataset(s); removing it would break "
+                    "their lineage: mark it instead (mark_problem_sync)"
+                )
+            for table, column in ((m.tags, m.tags.c.dataset_id), (m.symbols, m.symbols.c.dataset_id)):
+                conn.execute(table.delete().where(column == dataset_id))
+            conn.execute(m.lineage.delete().where(m.lineage.c.child_id == dataset_id))
+            conn.execute(m.datasets.delete().where(m.datasets.c.id == dataset_id))
+        log.warning("catalog.entry_removed", dataset=name, version=version)
+
+    @_translate_outage("mark a catalog entry")
+    def mark_problem_sync(self, name: str, version: str, problem: str) -> None:
+        """Quarantines one registration and records why in its ``fsck.problem`` tag (lineage stays intact)."""
+        with self._engine.begin() as conn:
+            dataset_id = self._resolve_id(conn, DatasetRef(name, version))
+            conn.execute(
+                m.datasets.update()
+                .where(m.datasets.c.id == dataset_id)
+                .values(quality_level=DataQuality.QUARANTINED.value)
+            )
+            conn.execute(m.tags.delete().where(m.tags.c.dataset_id == dataset_id, m.tags.c.key == PROBLEM_TAG))
+            conn.execute(m.tags.insert(), [{"dataset_id": dataset_id, "key": PROBLEM_TAG, "value": problem[:500]}])
+        log.warning("catalog.entry_quarantined", dataset=name, version=version, problem=problem)
+
     # --- lineage -----------------------------------------------------------------------------------
 
+    @_translate_outage("walk lineage")
     def _walk(self, name: str, version: str, *, upstream: bool) -> list[DatasetRef]:
         """Breadth-first over lineage edges (nearest first); the visited set makes cycles harmless."""
         near, far = (

@@ -2,8 +2,13 @@
 
 Feature group ``g`` is dataset ``features.g`` (type FEATURES). The catalog is the source of truth for
 which versions exist ("latest" = most recently registered); the lake holds the data. A store runs
-check catalog -> write version -> register, and if registration fails it deletes the version it just
-wrote, so the lake never keeps a visible version the catalog does not know about.
+check catalog -> write version -> register, and every step is idempotent: storing exactly the same frame
+again (a retry after any failure) adopts what the first attempt committed, in the lake and in the catalog.
+
+Nothing the catalog may reference is ever deleted to undo a failed registration. When the catalog cannot
+say whether the registration committed (connection lost), the lake version stays: the retry registers
+it, or ``qframe data fsck --repair`` does. Only a version provably referenced by nobody - the catalog
+holds that (name, version) pointing at another location - is removed again.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from typing import Final
 import pandas as pd
 import structlog
 from qframe.research.data_lake.catalog import (
+    CatalogError,
+    CatalogUnavailable,
     DataCatalog,
     DataQuality,
     DatasetAlreadyRegistered,
     DatasetMetadata,
+    DatasetNotRegistered,
     DatasetRef,
     DatasetType,
 )
-from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists, StorageError
+from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists, StorageError, StorageMetadata
 from qframe.research.data_lake.storage_layout import (
     LATEST,
     SYMBOL_COLUMN,
@@ -29,6 +37,7 @@ from qframe.research.data_lake.storage_layout import (
     TimestampLike,
     check_dataset_name,
     check_version,
+    version_dir,
 )
 from qframe.research.threaded import in_thread
 
@@ -97,20 +106,32 @@ class FeatureStore:
         name = feature_dataset_name(feature_group)
         check_version(version)
         _check_features(features_df)
-        if version in self.catalog.list_versions_sync(name):
+        location = self.storage.uri(version_dir(name, version))
+        existing = self._registered(name, version)
+        if existing is not None and (
+            existing.location != location
+            or existing.checksum != self.storage.content_checksum_of(features_df, time_column=TIME_COLUMN)
+        ):
             raise DatasetAlreadyRegistered(
                 f"feature group {feature_group!r} version {version!r} already exists; versions are immutable: "
                 "store a new version"
             )
         try:
+            # adopt_identical: a retry finds the version the first attempt committed and registers that.
             manifest = self.storage.write_dataset(
-                name, features_df, version=version, time_column=TIME_COLUMN, extra={"feature_group": feature_group}
+                name,
+                features_df,
+                version=version,
+                time_column=TIME_COLUMN,
+                extra={"feature_group": feature_group},
+                adopt_identical=True,
             )
         except DatasetVersionExists:
             raise DatasetVersionExists(
-                f"the lake {self.storage.url} already holds {name!r} version {version!r} but the catalog does not "
-                "know it (left by a writer that failed before registering, or by another catalog); remove it with "
-                f"storage.delete_version({name!r}, {version!r}) or store a new version"
+                f"the lake {self.storage.url} already holds {name!r} version {version!r} with other data, and the "
+                "catalog does not know it (left by a writer that failed before registering, or by another "
+                "catalog); register it with `qframe data fsck --repair`, remove it with "
+                f"storage.delete_version({name!r}, {version!r}), or store a new version"
             ) from None
         all_tags = {"feature_group": feature_group, **(tags or {})}
         try:
@@ -122,15 +143,44 @@ class FeatureStore:
                 description=description,
                 derived_from=derived_from,
             )
-        except BaseException:
-            # Undo the write: a lake version the catalog does not list would contradict it.
-            try:
-                self.storage.delete_version(name, version)
-            except StorageError as cleanup_error:
-                log.error("features.orphan_cleanup_failed", dataset=name, version=version, error=str(cleanup_error))
+        except DatasetAlreadyRegistered:
+            self._discard_if_unreferenced(manifest)
             raise
+        except CatalogUnavailable as exc:
+            raise CatalogUnavailable(
+                f"{name!r} version {version!r} is committed in the lake {self.storage.url}, but the catalog could "
+                f"not confirm its registration: {exc}. The lake data is kept: store the same frame again "
+                "(it registers the committed version) or run `qframe data fsck --repair`"
+            ) from None
         log.info("features.stored", feature_group=feature_group, version=version, rows=manifest.row_count)
         return registered
+
+    def _registered(self, name: str, version: str) -> DatasetMetadata | None:
+        try:
+            return self.catalog.get_dataset_sync(name, version)
+        except DatasetNotRegistered:
+            return None
+
+    def _discard_if_unreferenced(self, manifest: StorageMetadata) -> None:
+        """Removes a just-written version only if the catalog's entry for it provably points elsewhere."""
+        try:
+            other = self.catalog.get_dataset_sync(manifest.name, manifest.version)
+        except CatalogError as exc:
+            log.warning("features.version_kept", dataset=manifest.name, version=manifest.version, error=str(exc))
+            return
+        if other.location == manifest.location:
+            # The catalog names this very location: whatever it records, the data stays for fsck to judge.
+            log.warning("features.version_kept", dataset=manifest.name, version=manifest.version, reason="referenced")
+            return
+        try:
+            self.storage.delete_version(manifest.name, manifest.version)
+        except StorageError as cleanup_error:
+            log.error(
+                "features.orphan_cleanup_failed",
+                dataset=manifest.name,
+                version=manifest.version,
+                error=str(cleanup_error),
+            )
 
     store_features = in_thread(store_features_sync)
 

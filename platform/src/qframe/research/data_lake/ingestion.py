@@ -5,7 +5,8 @@ Every path runs the same steps, in this order, so that a bad batch changes nothi
 1. normalise (column mapping, timestamps parsed to UTC, numbers to float64, sorted by symbol and time);
 2. validate (:func:`validate_market_data`); without quarantine any violation raises
    :class:`MarketDataValidationError` before anything is written;
-3. check the version is free in the lake and the catalog;
+3. check the version is free in the lake and the catalog, or holds exactly these bars (then this is a retry:
+   the committed version is adopted and registered, so a retry after any failure completes the first run);
 4. write the valid rows with ``storage.write_dataset`` (atomic, immutable version);
 5. with quarantine, write the offending rows and their reasons as one Parquet object under
    ``quarantine/<name>/<version>.parquet`` (they may lack a timestamp or symbol, so they cannot be a dataset);
@@ -28,13 +29,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 from qframe.research.data_lake.catalog import (
+    CatalogUnavailable,
     DataCatalog,
     DataQuality,
+    DatasetAlreadyRegistered,
     DatasetMetadata,
     DatasetNotRegistered,
     DatasetType,
 )
-from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists
+from qframe.research.data_lake.storage import DataLakeStorage, DatasetNotFound, DatasetVersionExists
 from qframe.research.data_lake.storage_layout import (
     MANIFEST_NAME,
     StorageMetadata,
@@ -290,32 +293,37 @@ class DataIngestionPipeline:
         if not report.ok and (report.schema_errors or not self.quarantine):
             log.warning("ingest.rejected", dataset=name, version=version, rules=report.rules_broken)
             raise MarketDataValidationError(report)
-        self._check_free(name, version, overwrite=overwrite)
-
         valid = bars[~report.invalid_mask]
+        ordered = valid.sort_values(["symbol", "timestamp"], kind="stable") if len(valid) else None
+        self._check_free(name, version, ordered, overwrite=overwrite)
+
         manifest = dataset = quarantine = None
         all_tags = {"rows_quarantined": str(report.n_invalid), **dict(tags or {})}
-        if len(valid):
+        if ordered is not None:
+            # adopt_identical: a retry after a failed registration finds its own committed version and goes on.
             manifest = self.storage.write_dataset(
-                name,
-                valid.sort_values(["symbol", "timestamp"], kind="stable"),
-                version=version,
-                overwrite=overwrite,
-                extra=extra,
+                name, ordered, version=version, overwrite=overwrite, extra=extra, adopt_identical=True
             )
         if report.n_invalid:
             quarantine = self._write_quarantine(bars, report, name=name, version=version)
         if self.catalog is not None:
-            if manifest is not None:
-                dataset = self.catalog.register_manifest_sync(
-                    manifest,
-                    dataset_type=dataset_type,
-                    quality_level=DataQuality.VALIDATED,
-                    tags=all_tags,
-                    description=description,
-                )
-            if quarantine is not None:
-                self._register_quarantine(quarantine, bars, report, name=name, version=version, tags=tags)
+            try:
+                if manifest is not None:
+                    dataset = self.catalog.register_manifest_sync(
+                        manifest,
+                        dataset_type=dataset_type,
+                        quality_level=DataQuality.VALIDATED,
+                        tags=all_tags,
+                        description=description,
+                    )
+                if quarantine is not None:
+                    self._register_quarantine(quarantine, bars, report, name=name, version=version, tags=tags)
+            except CatalogUnavailable as exc:
+                raise CatalogUnavailable(
+                    f"{name!r} version {version!r} is committed in the lake {self.storage.url}, but the catalog could "
+                    f"not confirm its registration: {exc}. The lake data is kept: run the same ingest again (it "
+                    "registers the committed version) or `qframe data fsck --repair`"
+                ) from None
         log.info(
             "ingest.done",
             dataset=name,
@@ -325,26 +333,48 @@ class DataIngestionPipeline:
         )
         return IngestionResult(manifest, dataset, quarantine, report)
 
-    def _check_free(self, name: str, version: str, *, overwrite: bool) -> None:
-        if overwrite:
-            return
+    def _check_free(self, name: str, version: str, ordered: pd.DataFrame | None, *, overwrite: bool) -> None:
+        """Refuses, before anything is written, a version that holds other data; the same data is a retry."""
+        checksum = None if ordered is None else self.storage.content_checksum_of(ordered)
         # Looking for the manifest object directly: listing every version would read all their manifests.
-        if self.storage.exists(f"{version_dir(name, version)}/{MANIFEST_NAME}"):
-            raise DatasetVersionExists(
-                f"dataset {name!r} version {version!r} already exists in {self.storage.url}; versions are "
-                "immutable: ingest under a new version. overwrite=True replaces the data every reader of this "
-                "version sees: use it only to repair a version from its source"
+        if not overwrite and self.storage.exists(f"{version_dir(name, version)}/{MANIFEST_NAME}"):
+            try:
+                committed = self.storage.manifest(name, version)
+            except DatasetNotFound:
+                return  # deleted since: the write decides
+            if committed.checksum != checksum:
+                raise DatasetVersionExists(
+                    f"dataset {name!r} version {version!r} already exists in {self.storage.url} with other data; "
+                    "versions are immutable: ingest under a new version. overwrite=True replaces the data every "
+                    "reader of this version sees: use it only to repair a version from its source"
+                )
+        registered = self._registered(name, version)
+        if registered is not None:
+            if registered.location == self.storage.uri(version_dir(name, version)) and registered.checksum == checksum:
+                return  # a retry, or an overwrite that restores exactly the registered content
+            repair = (
+                " overwrite=True only rewrites a registered version with the very content it was registered "
+                "with (to repair damaged files); "
+                if overwrite
+                else " "
             )
+            raise DatasetAlreadyRegistered(
+                f"dataset {name!r} version {version!r} is already registered in the catalog {self.catalog_url} with "
+                f"other data (checksum {registered.checksum}, at {registered.location}); nothing was written. "
+                f"Versions are immutable:{repair}ingest under a new version"
+            )
+
+    @property
+    def catalog_url(self) -> str:
+        return "" if self.catalog is None else self.catalog.url
+
+    def _registered(self, name: str, version: str) -> DatasetMetadata | None:
         if self.catalog is None:
-            return
+            return None
         try:
-            self.catalog.get_dataset_sync(name, version)
+            return self.catalog.get_dataset_sync(name, version)
         except DatasetNotRegistered:
-            return
-        raise IngestionError(
-            f"dataset {name!r} version {version!r} is already registered in the catalog {self.catalog.url} "
-            "(but not in this lake); ingest under a new version"
-        )
+            return None
 
     def _write_quarantine(
         self, bars: pd.DataFrame, report: ValidationReport, *, name: str, version: str

@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import pandas as pd
@@ -245,11 +246,14 @@ class DataLakeStorage(ABC):
         time_column: str = "timestamp",
         time_partition: TimePartition | None = "month",
         extra: Mapping[str, str] | None = None,
+        adopt_identical: bool = False,
     ) -> StorageMetadata:
         """Writes ``df`` as version ``version`` of dataset ``name`` and commits it atomically.
 
         Rows are stored sorted by (symbol, time) in ``symbol=<sym>/<time_partition>=<bucket>/`` files.
         Timestamps must be timezone-aware UTC (naive or other zones are refused with the fix to apply).
+        ``adopt_identical=True`` makes a retry idempotent: when the version is already committed with exactly
+        this content (same content checksum), its manifest is returned instead of DatasetVersionExists.
         """
         check_dataset_name(name)
         check_version(version)
@@ -259,24 +263,17 @@ class DataLakeStorage(ABC):
         frame = normalise_frame(df, time_column=time_column)
         vdir = version_dir(name, version)
         manifest_path = self._path(f"{vdir}/{MANIFEST_NAME}")
+        plan = _plan_files(frame, time_column=time_column, time_partition=time_partition)
         if not overwrite and self._fs.exists(manifest_path):
+            same = self._identical_committed(vdir, plan) if adopt_identical else None
+            if same is not None:
+                log.info("lake.identical_version_adopted", dataset=name, version=version, checksum=same.checksum)
+                return same
             raise DatasetVersionExists(_exists_message(name, version, self.url, concurrent=False))
 
-        slices = plan_partitions(
-            frame, time_column=time_column, time_partition=time_partition, max_rows_per_file=MAX_ROWS_PER_FILE
-        )
-        table = arrow_table(frame)
-        times = frame[time_column]
+        slices, table, times = plan.slices, plan.table, frame[time_column]
         attempt = f"{ATTEMPT_PREFIX}{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-        relative_paths: list[str] = []
-        part = 0
-        for index, slice_ in enumerate(slices):
-            same_partition = index > 0 and (slices[index - 1].symbol, slices[index - 1].bucket) == (
-                slice_.symbol,
-                slice_.bucket,
-            )
-            part = part + 1 if same_partition else 0
-            relative_paths.append(f"{attempt}/{partition_path(slice_, time_partition=time_partition, part=part)}")
+        relative_paths = [f"{attempt}/{path}" for path in plan.partition_paths]
 
         def write_one(index: int) -> FileEntry:
             slice_ = slices[index]
@@ -321,6 +318,10 @@ class DataLakeStorage(ABC):
             replaced = self._commit_manifest(manifest_path, metadata.to_json_bytes(), overwrite=overwrite)
         except ManifestChangedError:
             self._remove_tree(attempt_path)
+            if adopt_identical:
+                winner = self._load_manifest_path(manifest_path, source=vdir)
+                if winner.checksum == metadata.checksum:
+                    return winner
             raise DatasetVersionExists(_exists_message(name, version, self.url, concurrent=True)) from None
         except BaseException:
             self._remove_tree(attempt_path)
@@ -340,6 +341,24 @@ class DataLakeStorage(ABC):
             replaced=None if replaced is None else replaced.checksum,
         )
         return metadata
+
+    def _identical_committed(self, vdir: str, plan: _FilePlan) -> StorageMetadata | None:
+        """The committed manifest of ``vdir`` if it holds exactly the content ``plan`` would write, else None."""
+        try:
+            committed = self._load_manifest_path(self._path(f"{vdir}/{MANIFEST_NAME}"), source=vdir)
+        except DatasetNotFound:
+            return None
+        return committed if committed.checksum == plan.checksum() else None
+
+    def content_checksum_of(
+        self, df: pd.DataFrame, *, time_column: str = "timestamp", time_partition: TimePartition | None = "month"
+    ) -> str:
+        """The content checksum ``write_dataset`` would record for ``df``, without writing anything.
+
+        Lets a caller compare a frame with a registered version (e.g. an idempotent retry) before touching data.
+        """
+        frame = normalise_frame(df, time_column=time_column)
+        return _plan_files(frame, time_column=time_column, time_partition=time_partition).checksum()
 
     def _check_attempt_complete(
         self, vdir: str, attempt: str, entries: Sequence[FileEntry], *, name: str, version: str
@@ -603,6 +622,48 @@ class DataLakeStorage(ABC):
         frame = pa.concat_tables(tables).to_pandas()
         log.debug("lake.read", dataset=name, version=meta.version, files=len(entries), rows=len(frame))
         return frame
+
+
+@dataclass(frozen=True)
+class _FilePlan:
+    """How a normalised frame splits into files (same for every write of the same frame)."""
+
+    slices: Sequence[Any]
+    table: pa.Table
+    partition_paths: tuple[str, ...]
+
+    def checksum(self) -> str:
+        entries = [
+            FileEntry(
+                path=path,
+                symbol=slice_.symbol,
+                rows=slice_.stop - slice_.start,
+                size_bytes=0,
+                sha256=hashlib.sha256(
+                    parquet_bytes(self.table.slice(slice_.start, slice_.stop - slice_.start))
+                ).hexdigest(),
+                start=pd.Timestamp(0, tz="UTC"),
+                end=pd.Timestamp(0, tz="UTC"),
+            )
+            for slice_, path in zip(self.slices, self.partition_paths, strict=True)
+        ]
+        return content_checksum(entries, "")
+
+
+def _plan_files(frame: pd.DataFrame, *, time_column: str, time_partition: TimePartition | None) -> _FilePlan:
+    slices = plan_partitions(
+        frame, time_column=time_column, time_partition=time_partition, max_rows_per_file=MAX_ROWS_PER_FILE
+    )
+    paths: list[str] = []
+    part = 0
+    for index, slice_ in enumerate(slices):
+        same_partition = index > 0 and (slices[index - 1].symbol, slices[index - 1].bucket) == (
+            slice_.symbol,
+            slice_.bucket,
+        )
+        part = part + 1 if same_partition else 0
+        paths.append(partition_path(slice_, time_partition=time_partition, part=part))
+    return _FilePlan(slices=slices, table=arrow_table(frame), partition_paths=tuple(paths))
 
 
 def _check_file(entry: FileEntry, data: bytes, meta: StorageMetadata, *, strong: bool) -> None:
