@@ -9,14 +9,14 @@ from typing import Final
 IMAGE_TAGS: Final[dict[str, str]] = {
     "coredns": "f2ab1cb84818",
     "dask-operator": "b4f9912be619",
-    "hub": "beac22940a28",
+    "hub": "b9ab08e2da2d",
     "kafka": "94ed72bcf5d4",
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "74ea8bd34498",
-    "notebook": "ff51e4ff0dc5",
+    "notebook": "d2054f52a532",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "ae82edf63a89",
+    "worker": "2df35e7838ea",
 }

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 from qframe.research.backtesting import kernels
 from qframe.research.backtesting.results import PARAM_PREFIX, SAMPLE_FULL, SAMPLE_IN, SAMPLE_OUT
-from qframe.research.backtesting.strategies import ParamBlock, Strategy, StrategyError, get_strategy
+from qframe.research.backtesting.strategies import (
+    ParamBlock,
+    Strategy,
+    StrategyError,
+    get_strategy,
+    strategy_from_payload,
+)
 from qframe.research.backtesting.types import (
     BacktestTask,
     CostModel,
@@ -48,7 +54,7 @@ def evaluate_task(task: BacktestTask, data: MarketData) -> pd.DataFrame:
     if task.dataset != data.name:
         raise ValueError(f"task {task.task_id} is for dataset {task.dataset!r} but was given market data {data.name!r}")
     _check_capital(task.initial_capital, task.bars_per_year)
-    strategy_cls = get_strategy(task.strategy)
+    strategy_cls = task_strategy(task)
     block = strategy_cls.param_block(task.params)
     if task.split is None:
         split_id = -1
@@ -76,6 +82,16 @@ def evaluate_task(task: BacktestTask, data: MarketData) -> pd.DataFrame:
         columns.update(metrics_from_accumulators(acc, end - start, task.initial_capital, task.bars_per_year))
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def task_strategy(task: BacktestTask) -> type[Strategy]:
+    """The task's strategy class: shipped with the task, or the registered class of that name."""
+    if task.strategy_code is None:
+        return get_strategy(task.strategy)
+    cls = strategy_from_payload(task.strategy_code)
+    if getattr(cls, "name", None) != task.strategy:
+        raise StrategyError(f"task {task.task_id} ships strategy {getattr(cls, 'name', cls)!r}, not {task.strategy!r}")
+    return cls
 
 
 def metrics_from_accumulators(

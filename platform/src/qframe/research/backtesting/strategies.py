@@ -22,7 +22,10 @@ same numbers as ``signals`` followed by the generic simulation.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -162,6 +165,85 @@ def get_strategy(name: str) -> type[Strategy]:
 def available_strategies() -> list[str]:
     """Registered strategy names, sorted."""
     return sorted(_REGISTRY)
+
+
+# Strategies of this package exist on every worker (the worker image carries it); any other class may live in a
+# notebook cell, exec'd code, a script's __main__ or a module only the driver can import, so it travels by value.
+_SHIPPED_BY_REFERENCE = "qframe.research."
+
+
+def ships_by_value(cls: type[Strategy]) -> bool:
+    return not cls.__module__.startswith(_SHIPPED_BY_REFERENCE)
+
+
+def strategy_payload(name: str) -> bytes | None:
+    """The class registered as ``name`` pickled by value for the workers, or None when they can import it.
+
+    Workers would otherwise look the name up in their own registry, where a class defined in a notebook or a
+    script was never registered. Needs cloudpickle (installed with the dask and ray extras).
+    """
+    cls = get_strategy(name)
+    if not ships_by_value(cls):
+        return None
+    try:
+        import cloudpickle  # noqa: PLC0415 - comes with dask/ray; sequential runs never need it
+    except ImportError:
+        return None
+    module = sys.modules.get(cls.__module__)
+    # Classes of an importable module (e.g. my_strategies.py next to the notebook) pickle by reference unless
+    # their module is registered: the workers may not have that file.
+    register = module is not None and cls.__module__ != "__main__"
+    registered = register and cls.__module__ in cloudpickle.list_registry_pickle_by_value()
+    if register and not registered:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return bytes(cloudpickle.dumps(cls))
+    finally:
+        if register and not registered:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+@functools.lru_cache(maxsize=64)
+def strategy_from_payload(payload: bytes) -> type[Strategy]:
+    """The class shipped by :func:`strategy_payload` (unpickled once per worker process and payload)."""
+    import pickle  # noqa: PLC0415
+
+    cls = pickle.loads(payload)  # noqa: S301 - produced by this sweep's driver, not by an outside party
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise StrategyError(f"the shipped strategy is a {type(cls).__name__}, not a Strategy subclass")
+    return cls
+
+
+def strategy_fingerprint(name: str) -> str | None:
+    """Digest of a shipped-by-value strategy's code and parameters, None for built-ins.
+
+    Part of the task ids, so checkpoints of an edited notebook strategy are not resumed as if nothing changed.
+    """
+    cls = get_strategy(name)
+    if not ships_by_value(cls):
+        return None
+    digest = hashlib.sha256(f"{cls.__module__}.{cls.__qualname__}".encode())
+    for klass in cls.__mro__:
+        if klass is Strategy or not issubclass(klass, Strategy):
+            continue
+        for attr, value in sorted(vars(klass).items()):
+            function = getattr(value, "__func__", value)
+            code = getattr(function, "__code__", None)
+            if code is not None:
+                digest.update(attr.encode())
+                _digest_code(digest, code)
+        digest.update(repr(sorted(vars(klass).get("parameters", {}).items())).encode())
+    return digest.hexdigest()[:16]
+
+
+def _digest_code(digest: Any, code: Any) -> None:
+    # Nested code objects (comprehensions, inner functions) repr with their memory address: recurse instead.
+    digest.update(code.co_code + repr(code.co_names).encode())
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            _digest_code(digest, const)
+        else:
+            digest.update(repr(const).encode())
 
 
 def _rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

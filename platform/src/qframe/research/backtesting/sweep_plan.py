@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 from qframe.research.backtesting.grid import expand_grid, iter_blocks
 from qframe.research.backtesting.results import label_results
-from qframe.research.backtesting.strategies import available_strategies
+from qframe.research.backtesting.strategies import available_strategies, strategy_fingerprint, strategy_payload
 from qframe.research.backtesting.types import BacktestTask, CostModel, MarketData, SplitWindow
 from qframe.research.backtesting.walk_forward import walk_forward_splits
 
@@ -31,8 +31,12 @@ def make_task_id(
     costs: CostModel,
     initial_capital: float,
     bars_per_year: float,
+    code: str | None = None,
 ) -> str:
-    """Digest of everything a task's rows depend on except the bars (the sweep id covers those)."""
+    """Digest of everything a task's rows depend on except the bars (the sweep id covers those).
+
+    ``code`` is the fingerprint of a strategy shipped by value (its code may change between runs).
+    """
     payload = json.dumps(
         {
             "strategy": strategy,
@@ -42,6 +46,7 @@ def make_task_id(
             "costs": repr(costs),
             "initial_capital": float(initial_capital).hex(),
             "bars_per_year": float(bars_per_year).hex(),
+            **({"code": code} if code is not None else {}),
         },
         sort_keys=True,
     )
@@ -83,6 +88,8 @@ def plan_sweep(
     """Strategies x datasets x splits x blocks of combinations, in that nesting order."""
     strategies = _check_sweep_inputs(strategies, grids, n_splits, purge)
     combos_by_strategy = {name: list(expand_grid(name, grids.get(name, {}))) for name in strategies}
+    payloads = {name: strategy_payload(name) for name in strategies}
+    fingerprints = {name: strategy_fingerprint(name) for name in strategies}
     for name, combos in combos_by_strategy.items():
         if not combos:
             raise ValueError(f"the grid for {name!r} leaves no valid parameter combination; widen it")
@@ -115,6 +122,7 @@ def plan_sweep(
                         costs=costs,
                         initial_capital=initial_capital,
                         bars_per_year=bars_per_year,
+                        code=fingerprints[strategy],
                     )
                     tasks.append(
                         BacktestTask(
@@ -126,6 +134,7 @@ def plan_sweep(
                             costs=costs,
                             initial_capital=initial_capital,
                             bars_per_year=bars_per_year,
+                            strategy_code=payloads[strategy],
                         )
                     )
                     rows += len(params) * (2 if split is not None else 1)

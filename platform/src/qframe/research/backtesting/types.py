@@ -140,6 +140,8 @@ class BacktestTask:
     initial_capital: float = 100_000.0
     bars_per_year: float = 252.0
     split: SplitWindow | None = None
+    # The strategy class pickled by value when workers cannot import it (notebook, script, exec'd code).
+    strategy_code: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
