@@ -35,6 +35,7 @@ import requests
 from tests.harness import charts
 from tools import services
 from tools.images.artifacts import npm_modules
+from tools.images.wheels import HOUSE_REQUIREMENTS
 from tools.images.wheels import wheelhouse as wheelhouse_of
 from tools.services._net import free_port
 from tools.services._process import ServiceProcess
@@ -64,15 +65,17 @@ def hub_python() -> Path:
     """The venv with the hub image's pinned packages (created once; pip from the local wheelhouse only)."""
     python = VENV / "bin" / "python"
     stamp = VENV / "requirements.txt"
-    if python.exists() and stamp.exists() and stamp.read_text() == REQUIREMENTS.read_text():
+    # Exactly the hub image's hashed wheels (downloaded once, cached by the requirements' content;
+    # onetimepass built from its hashed sdist), not whatever wheelhouse an earlier build left behind.
+    # The house's requirements.txt is the one the image installs (the built wheel's hash added).
+    house = wheelhouse_of(REQUIREMENTS)
+    installed = (house / HOUSE_REQUIREMENTS).read_text()
+    if python.exists() and stamp.exists() and stamp.read_text() == installed:
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    # Exactly the hub image's hashed wheels (downloaded once, cached by the requirements' content),
-    # not whatever wheelhouse an earlier build left behind.
-    wheelhouse = str(wheelhouse_of(REQUIREMENTS))
-    pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", wheelhouse]
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
-    stamp.write_text(REQUIREMENTS.read_text())
+    pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(house), "--require-hashes"]
+    subprocess.run([*pip, "-r", str(house / HOUSE_REQUIREMENTS)], check=True)
+    stamp.write_text(installed)
     return python
 
 
@@ -433,3 +436,65 @@ def test_oauth_kinds_send_users_to_the_provider_with_the_client_id_from_the_secr
         assert location.startswith(f"{authorize_url}?")
         assert "client_id=qframe-hub-client" in location
         assert "redirect_uri=https%3A%2F%2Fhub.example.com%2Fhub%2Foauth_callback" in location
+
+
+def signup(hub: Hub, user: str, password: str) -> requests.Response:
+    session = requests.Session()
+    page = session.get(f"{hub.url}/hub/signup", timeout=10)
+    assert page.status_code == 200, page.text[-500:]
+    return session.post(
+        f"{hub.url}/hub/signup",
+        data={
+            "username": user,
+            "signup_password": password,
+            "signup_password_confirmation": password,
+            "_xsrf": session.cookies.get("_xsrf", ""),
+        },
+        timeout=10,
+    )
+
+
+def _logged_in(response: requests.Response) -> bool:
+    return response.status_code == 302 and "jupyterhub-session-id" in response.cookies
+
+
+def test_native_sign_up_waits_for_an_admin_and_only_approved_users_get_in(
+    postgres: services.PostgresService, tmp_path: Path
+) -> None:
+    """The default auth kind off dev: sign-up, refused until an admin approves, then let in."""
+    passwords = {name: secrets.token_hex(12) for name in (ADMIN, "bob", "eve")}
+    with running_hub("native", postgres, tmp_path) as hub:
+        for name, password in passwords.items():
+            created = signup(hub, name, password)
+            assert created.status_code == 200, f"sign-up of {name}: {created.status_code}\n" + created.text[-800:]
+        # Signed up but not approved: refused with the right password, told why.
+        refused = login(hub, "bob", passwords["bob"])
+        assert not _logged_in(refused), refused.status_code
+        assert "has not been authorized" in refused.text
+        # The admin (pre-approved as an admin user) approves bob.
+        admin = requests.Session()
+        admin.get(f"{hub.url}/hub/login", timeout=10)
+        signed_in = admin.post(
+            f"{hub.url}/hub/login",
+            data={"username": ADMIN, "password": passwords[ADMIN], "_xsrf": admin.cookies.get("_xsrf", "")},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert _logged_in(signed_in), signed_in.status_code
+        approved = admin.get(f"{hub.url}/hub/authorize/bob", allow_redirects=False, timeout=10)
+        assert approved.status_code == 302, approved.text[-500:]
+        assert _logged_in(login(hub, "bob", passwords["bob"]))
+        # Never approved, never signed up, or a wrong password: nobody else gets in.
+        for name, password in (("eve", passwords["eve"]), (DISALLOWED, "whatever-pw"), ("bob", "wrong")):
+            response = login(hub, name, password)
+            assert not _logged_in(response), f"{name} got in"
+        # A user cannot approve anyone (the approval page is admin-only).
+        bob = requests.Session()
+        bob.get(f"{hub.url}/hub/login", timeout=10)
+        bob.post(
+            f"{hub.url}/hub/login",
+            data={"username": "bob", "password": passwords["bob"], "_xsrf": bob.cookies.get("_xsrf", "")},
+            timeout=10,
+        )
+        assert bob.get(f"{hub.url}/hub/authorize/eve", allow_redirects=False, timeout=10).status_code == 403
+        assert not _logged_in(login(hub, "eve", passwords["eve"]))

@@ -35,7 +35,7 @@ from infra.components.jupyterhub import UserPlatform, user_environment
 from infra.components.mlflow import CLIENT_ENV
 from tests.harness import charts
 from tools import services
-from tools.images.wheels import wheelhouse
+from tools.images.wheels import HOUSE_REQUIREMENTS, wheelhouse
 from tools.paths import REPO_ROOT
 from tools.services._net import LOOPBACK, free_port
 from tools.services._process import descendants
@@ -59,7 +59,7 @@ def image_venv() -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
     subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--quiet", "--no-cache-dir", "--no-index", "--find-links", str(house),
-         "--require-hashes", "-r", str(REQUIREMENTS)],
+         "--require-hashes", "-r", str(house / HOUSE_REQUIREMENTS)],
         check=True,
         timeout=1200,
     )  # fmt: skip

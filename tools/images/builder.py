@@ -130,7 +130,11 @@ def stage_context(recipe: Recipe, pins: dict[str, str], context: Path) -> None:
             wheels.local_wheel(REPO_ROOT / name, context / dest)
     if recipe.requirements is not None:
         house = wheels.wheelhouse(recipe.requirements)
-        shutil.copytree(house, context / "wheels", ignore=shutil.ignore_patterns(".complete"))
+        shutil.copytree(
+            house, context / "wheels", ignore=shutil.ignore_patterns(".complete", wheels.HOUSE_REQUIREMENTS)
+        )
+        # The house's copy adds the hashes of wheels built from allowed sdists; otherwise identical.
+        shutil.copy2(house / wheels.HOUSE_REQUIREMENTS, context / "requirements.txt")
 
 
 def _build_one(

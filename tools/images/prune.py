@@ -6,11 +6,11 @@ each recipe edit; `python -m tools.images prune` keeps exactly what the current 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.images import wheels
 from tools.images.builder import build_lock, plan
 from tools.images.daemon import docker_engine, images_cache
 
@@ -45,9 +45,7 @@ def prune(with_engine: bool = True) -> Pruned:
     keep_bases = {
         f"{ref.split('/', 1)[1].removeprefix('base-').replace(':', '-')}" for ref in current.base_refs.values()
     }
-    keep_houses = {
-        hashlib.sha256(r.requirements.read_bytes()).hexdigest()[:16] for r in current.recipes if r.requirements
-    }
+    keep_houses = {wheels.house_key(r.requirements) for r in current.recipes if r.requirements}
     cache = images_cache()
     result = Pruned()
     with build_lock():

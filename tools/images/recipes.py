@@ -19,7 +19,8 @@ BASES_FILE = IMAGES_DIR / "bases.toml"
 IMAGE_VERSIONS_FILE = IMAGES_DIR / "versions.env"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_RECIPE_KEYS = {"title", "description", "uid", "bases", "versions", "probe", "serve", "inputs"}
+_RECIPE_KEYS = {"title", "description", "uid", "bases", "versions", "probe", "serve", "inputs", "sdists"}
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INPUT_SOURCE = re.compile(r"^(tool|wheel|maven|npm):[A-Za-z0-9_./-]+$")
 
 
@@ -51,6 +52,8 @@ class Recipe:
     probe: str
     serve: bool
     inputs: dict[str, str] = field(default_factory=dict)
+    sdists: tuple[str, ...] = ()
+    """Packages allowed as source distributions (built into pure-Python wheels by the wheelhouse)."""
 
     @property
     def requirements(self) -> Path | None:
@@ -164,6 +167,14 @@ def parse_recipe(folder: Path, flavours: dict[str, Flavour], pins: dict[str, str
         raise _fail(
             where, "`serve` must be true or false", "serve = true when the probe needs the default command running"
         )
+    sdists = _str_list(where, data, "sdists")
+    bad = [s for s in sdists if not _PACKAGE.match(s)]
+    if bad or (sdists and not (folder / "requirements.in").is_file()):
+        raise _fail(
+            where,
+            f"`sdists` must name Python packages of requirements.txt, got {list(sdists)}",
+            'e.g. sdists = ["onetimepass"] in an image with requirements.in',
+        )
     return Recipe(
         name=folder.name,
         folder=folder,
@@ -175,6 +186,7 @@ def parse_recipe(folder: Path, flavours: dict[str, Flavour], pins: dict[str, str
         probe=_str(where, data, "probe"),
         serve=serve,
         inputs=dict(sorted(inputs.items())),
+        sdists=tuple(sorted(sdists)),
     )
 
 

@@ -44,9 +44,14 @@ if kind == "dummy":
     c.DummyAuthenticator.password = os.environ["QFRAME_HUB_DUMMY_PASSWORD"]
 elif kind == "native":
     c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-    # New sign-ups wait for an admin's approval; nobody is let in by signing up alone.
+    # New sign-ups wait for an admin's approval; nobody is let in by signing up alone. Admins and
+    # allowed users are approved when they sign up (claim those names first).
     c.NativeAuthenticator.open_signup = False
     c.NativeAuthenticator.enable_signup = True
+    # The approval is the list: NativeAuthenticator.authenticate returns only approved users with
+    # the right password, so JupyterHub's own allowed_users check would refuse every user an admin
+    # approved later. Signing up alone still lets nobody in.
+    c.Authenticator.allow_all = True
 elif kind in ("github", "generic-oauth"):
     oauth = auth["oauth"]
     c.JupyterHub.authenticator_class = (
