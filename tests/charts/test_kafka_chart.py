@@ -125,8 +125,124 @@ def test_broker_container_is_locked_down_with_probes_and_tmp_volume() -> None:
     assert container["image"] == "qframe/kafka:0.1.0"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["readinessProbe"]["tcpSocket"]["port"] == "client"
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/lib/kafka/data", "/etc/kafka", "/tmp"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {
+        "/var/lib/kafka/data",
+        "/etc/kafka",
+        "/tmp",
+        "/etc/kafka-credentials",
+    }
     assert security.violations(sts) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Authentication, ACLs, scheduling and probes
+# ---------------------------------------------------------------------------------------------
+
+USERS = [
+    {"name": "ingestion", "existingSecret": "kafka-ingestion", "write": ["t1"], "read": [], "groupPrefix": ""},
+    {"name": "research", "existingSecret": "kafka-research", "write": [], "read": ["t1"], "groupPrefix": "research"},
+]
+
+
+def test_every_listener_is_sasl_and_nothing_is_allowed_without_an_acl() -> None:
+    props = server_properties(render())
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    listeners = [entry.split("://")[0] for entry in props["listeners"].split(",")]
+    assert set(listeners) == set(protocols)
+    assert props["inter.broker.listener.name"] == "CLIENT"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:broker;User:admin"
+    script = render()["ConfigMap", "kafka-config"]["data"]["start-kafka.sh"]
+    assert 'echo "advertised.listeners=CLIENT://' in script
+
+
+def test_passwords_are_files_from_the_secrets_never_values_or_env() -> None:
+    objects = render({"auth": {"users": USERS}})
+    props = server_properties(objects)
+    jaas = props["listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert 'password="${secrets:/etc/kafka-credentials:broker-password}"' in jaas
+    assert props["config.providers.secrets.class"].endswith("DirectoryConfigProvider")
+    sts = objects["StatefulSet", "kafka"]["spec"]["template"]["spec"]
+    (credentials,) = [v for v in sts["volumes"] if v["name"] == "credentials"]
+    assert [s["secret"]["name"] for s in credentials["projected"]["sources"]] == ["kafka-broker", "kafka-admin"]
+    job = objects["Job", "kafka-bootstrap-topics"]["spec"]["template"]["spec"]
+    (job_credentials,) = [v for v in job["volumes"] if v["name"] == "credentials"]
+    assert [
+        (s["secret"]["name"], s["secret"]["items"][0]["path"]) for s in job_credentials["projected"]["sources"]
+    ] == [
+        ("kafka-admin", "admin-password"),
+        ("kafka-ingestion", "users/ingestion"),
+        ("kafka-research", "users/research"),
+    ]
+    for container in [*sts["containers"], *job["containers"]]:
+        for env in container.get("env", []):
+            assert "PASSWORD" not in env["name"].upper(), env
+            assert env.get("valueFrom", {}).get("secretKeyRef", {}).get("key") != "password", env
+
+
+def test_storage_format_adds_the_super_users_scram_credentials_from_the_files() -> None:
+    script = render({"auth": {"mechanism": "SCRAM-SHA-256"}})["ConfigMap", "kafka-config"]["data"]["start-kafka.sh"]
+    assert '--add-scram "${mechanism}=[name=broker,password=$(cat "$credentials/broker-password")]"' in script
+    assert '--add-scram "${mechanism}=[name=admin,password=$(cat "$credentials/admin-password")]"' in script
+    assert "mechanism=SCRAM-SHA-256" in script
+
+
+def test_the_bootstrap_job_gets_the_users_and_logs_in_as_admin() -> None:
+    objects = render({"auth": {"users": USERS}})
+    auth = json.loads(objects["ConfigMap", "kafka-bootstrap-topics"]["data"]["auth.json"])
+    assert auth == {
+        "mechanism": "SCRAM-SHA-512",
+        "users": [{k: v for k, v in u.items() if k != "existingSecret"} for u in USERS],
+    }
+    (container,) = objects["Job", "kafka-bootstrap-topics"]["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--auth-json") + 1] == "/opt/bootstrap/auth.json"
+    assert command[command.index("--admin-password-file") + 1] == "/etc/kafka-auth/admin-password"
+    assert command[command.index("--user-passwords-dir") + 1] == "/etc/kafka-auth/users"
+
+
+def test_schema_refuses_a_user_named_like_a_super_user_or_an_unknown_mechanism(tmp_path: Path) -> None:
+    admin = [{**USERS[0], "name": "admin"}]
+    assert "name" in helm_fails_with({"auth": {"users": admin}}, tmp_path)
+    assert "mechanism" in helm_fails_with({"auth": {"mechanism": "PLAIN"}}, tmp_path)
+    assert "groupPrefix" in helm_fails_with({"auth": {"users": [{**USERS[0], "groupPrefix": "a b"}]}}, tmp_path)
+
+
+def _anti_affinity(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    spec = render(values)["StatefulSet", "kafka"]["spec"]["template"]["spec"]
+    affinity: dict[str, Any] | None = spec.get("affinity", {}).get("podAntiAffinity")
+    return affinity
+
+
+def test_brokers_prefer_separate_nodes_by_default_and_can_require_them() -> None:
+    preferred = _anti_affinity({"replicas": 3})
+    assert preferred is not None
+    (term,) = preferred["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": BROKER},
+    }
+    required = _anti_affinity({"replicas": 3, "podAntiAffinity": "required"})
+    assert required == {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": BROKER}}
+        ]
+    }
+    assert _anti_affinity({"replicas": 3, "podAntiAffinity": "none"}) is None
+
+
+def test_liveness_is_lenient_and_differs_from_readiness() -> None:
+    (container,) = render()["StatefulSet", "kafka"]["spec"]["template"]["spec"]["containers"]
+    ready, live = container["readinessProbe"], container["livenessProbe"]
+    assert ready != live
+    assert ready["tcpSocket"]["port"] == "client"
+    assert live["tcpSocket"]["port"] == "controller"
+    # Liveness tolerates far longer outages than readiness does before acting.
+    assert live["periodSeconds"] * live["failureThreshold"] >= 10 * ready["periodSeconds"] * ready["failureThreshold"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +414,13 @@ def test_component_values_render_and_pass_the_rules(stack_file: str) -> None:
     assert found == []
     topics = json.loads(by_name["ConfigMap", "kafka-bootstrap-topics"]["data"]["topics.json"])
     assert [t["name"] for t in topics] == [t.name for t in cfg.kafka.topics]
+    auth = json.loads(by_name["ConfigMap", "kafka-bootstrap-topics"]["data"]["auth.json"])
+    assert [(u["name"], u["write"], u["read"]) for u in auth["users"]] == [
+        ("ingestion", [t.name for t in cfg.kafka.topics], []),
+        ("research", [], [t.name for t in cfg.kafka.topics]),
+    ]
+    sts = by_name["StatefulSet", "kafka"]["spec"]["template"]["spec"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in sts["affinity"]["podAntiAffinity"]
 
 
 def test_dns_egress_can_be_left_to_the_namespace_baseline() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -10,12 +11,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from infra.components.kafka import CLIENT_LABEL, Kafka, KafkaArgs, kraft_cluster_id
+from infra.components.kafka import CLIENT_LABEL, CONSUMERS, Kafka, KafkaArgs, build_auth_users, kraft_cluster_id
 from infra.components.kafka import build_values as build_kafka_values
 from infra.config import PROJECT, StackConfig, parse_raw_config
 from infra.image_tags import IMAGE_TAGS
 from infra.images import image_ref
-from infra.offline import REPO_ROOT, ProgramRun, load_stack_file, run_program
+from infra.offline import DYNAMIC_RESOURCE, MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
 from infra.scope import Scope
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.unit
 DEV_STACK = REPO_ROOT / "Pulumi.dev.yaml"
 LARGE_STACK = REPO_ROOT / "tests" / "fixtures" / "stacks" / "large.happy.yaml"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
 CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 
@@ -113,6 +115,38 @@ def test_large_stack_values_have_three_brokers_and_replication_three() -> None:
     assert CLUSTER_ID.match(values["clusterId"])
 
 
+def test_auth_values_name_secrets_and_give_each_consumer_exactly_its_side() -> None:
+    cfg = stack("dev")
+    values = build_values(cfg, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
+    topics = ["market-data.1m", "market-data.1h", "market-data.1d"]
+    assert values["auth"] == {
+        "mechanism": "SCRAM-SHA-512",
+        "brokerSecret": "kafka-broker",
+        "adminSecret": "kafka-admin",
+        "users": [
+            {"name": "ingestion", "existingSecret": "kafka-ingestion", "write": topics, "read": [], "groupPrefix": ""},
+            {
+                "name": "research",
+                "existingSecret": "kafka-research",
+                "write": [],
+                "read": topics,
+                "groupPrefix": "research",
+            },
+        ],
+    }
+    assert values["podAntiAffinity"] == "preferred"
+
+
+def test_acls_follow_the_stacks_topics_and_anti_affinity_its_setting() -> None:
+    cfg = StackConfig.model_validate(
+        {"kafka": {"replicas": 3, "podAntiAffinity": "required", "topics": [{"name": "ticks", "partitions": 6}]}}
+    )
+    values = build_values(cfg, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
+    assert values["podAntiAffinity"] == "required"
+    assert [(u["write"], u["read"]) for u in values["auth"]["users"]] == [(["ticks"], []), ([], ["ticks"])]
+    assert build_auth_users(cfg.kafka) == values["auth"]["users"]
+
+
 def test_image_digest_is_kept_as_a_digest() -> None:
     digest = "sha256:" + "a" * 64
     cfg = StackConfig.model_validate({"images": {"registry": "reg.local:5000/qframe", "tags": {"kafka": digest}}})
@@ -188,3 +222,32 @@ def test_large_stack_protects_the_release_and_runs_three_brokers() -> None:
     assert release.protect is True
     assert release.inputs["values"]["replicas"] == 3
     assert release.inputs["namespace"] == "qframe"
+
+
+def test_one_generated_password_and_secret_per_user(dev_run: ProgramRun) -> None:
+    component = dev_run.one("qframe:data:Kafka", "kafka")
+    users = ["broker", "admin", *CONSUMERS]
+    passwords = dev_run.of_type(DYNAMIC_RESOURCE)
+    assert sorted(p.name for p in passwords) == sorted(f"kafka-{u}-password" for u in users)
+    assert all(p.parent == component.urn for p in passwords)
+    for user in users:
+        secret = dev_run.one(SECRET, f"kafka-{user}")
+        assert secret.inputs["metadata"]["name"] == f"kafka-{user}"
+        assert "stringData" in secret.secret_inputs
+        data = secret.inputs["stringData"]
+        assert data["username"] == user
+        assert data["password"] == f"{MOCK_SECRET_PREFIX}kafka-{user}-password"
+        if user in CONSUMERS:
+            assert data["bootstrap-servers"] == "kafka.qframe.svc:9092"
+            assert data["sasl-mechanism"] == "SCRAM-SHA-512"
+            assert data["security-protocol"] == "SASL_PLAINTEXT"
+
+
+def test_release_waits_for_the_secrets_and_carries_no_password(dev_run: ProgramRun) -> None:
+    release = dev_run.one(RELEASE, "kafka-release")
+    assert {s.urn for s in dev_run.of_type(SECRET)} <= set(release.depends_on)
+    assert MOCK_SECRET_PREFIX not in json.dumps(release.inputs)
+    assert release.secret_inputs == frozenset()
+    for resource in dev_run.resources:
+        if resource.type not in (SECRET, DYNAMIC_RESOURCE):
+            assert MOCK_SECRET_PREFIX not in json.dumps(resource.inputs), resource.name

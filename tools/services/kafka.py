@@ -2,17 +2,24 @@
 
 The broker jars come from ``.tools/kafka-lib`` (``tools/install kafka`` fetches them from Maven
 Central); a Java 17+ runtime must be on PATH.
+
+``kafka_server(sasl=True)`` configures the broker the way charts/kafka does: SASL/SCRAM on the
+client (and inter-broker) listener, SASL/PLAIN on the controller listener, StandardAuthorizer with
+no access unless an ACL allows it, super users ``broker`` and ``admin`` whose SCRAM credentials are
+written at format time, and passwords read from files through the DirectoryConfigProvider.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import secrets
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.paths import TOOLS_DIR
@@ -27,6 +34,9 @@ KAFKA_TIMEOUT_S = 120.0
 # Small heap, quick start; no hsperfdata files in /tmp.
 KAFKA_HEAP_OPTS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
 _SLF4J_NOP_MARKER = "no-operation (NOP) logger"
+SASL_MECHANISM = "SCRAM-SHA-512"
+ADMIN_USER = "admin"
+BROKER_USER = "broker"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,24 @@ class KafkaService:
     cluster_id: str
     pid: int
     started_in_s: float
+    sasl_mechanism: str | None = None
+    """Set when the broker was started with ``sasl=True``."""
+    admin_password: str | None = field(default=None, repr=False)
+
+    def client_config(self, username: str | None = None, password: str | None = None) -> dict[str, str]:
+        """librdkafka settings to reach this broker: as ``username`` (default the super user ``admin``
+        on a SASL broker), or anonymously on a plaintext one."""
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        if self.sasl_mechanism is None:
+            return config
+        user, secret = (ADMIN_USER, self.admin_password) if username is None else (username, password)
+        return {
+            **config,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": self.sasl_mechanism,
+            "sasl.username": user or "",
+            "sasl.password": secret or "",
+        }
 
 
 def _kafka_cluster_id() -> str:
@@ -60,15 +88,44 @@ def _kafka_fix(fix: str) -> Callable[[str], str]:
     return for_log
 
 
-def _kafka_properties(*, node_id: int, broker_port: int, controller_port: int, log_dir: Path) -> str:
+def _sasl_properties(credentials: Path, mechanism: str) -> dict[str, str]:
+    """The security settings charts/kafka renders (templates/configmap.yaml), for a broker on loopback."""
+    password = f"${{secrets:{credentials}:broker-password}}"
+    return {
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": mechanism,
+        "listener.name.client.sasl.enabled.mechanisms": mechanism,
+        "sasl.mechanism.inter.broker.protocol": mechanism,
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "config.providers": "secrets",
+        "config.providers.secrets.class": "org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+        f"listener.name.client.{mechanism.lower()}.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{BROKER_USER}" password="{password}";'
+        ),
+        "listener.name.controller.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{BROKER_USER}" password="{password}" user_{BROKER_USER}="{password}";'
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{BROKER_USER};User:{ADMIN_USER}",
+    }
+
+
+def _kafka_properties(
+    *, node_id: int, broker_port: int, controller_port: int, log_dir: Path, sasl: dict[str, str] | None = None
+) -> str:
+    listener = "PLAINTEXT" if sasl is None else "CLIENT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": f"{node_id}@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{broker_port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{broker_port}",
+        "listeners": f"{listener}://{LOOPBACK}:{broker_port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"{listener}://{LOOPBACK}:{broker_port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "inter.broker.listener.name": listener,
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": "1",
@@ -81,6 +138,7 @@ def _kafka_properties(*, node_id: int, broker_port: int, controller_port: int, l
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        **(sasl or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -92,8 +150,10 @@ def kafka_server(
     java: str | None = None,
     startup_timeout_s: float = KAFKA_TIMEOUT_S,
     workdir_parent: Path | None = None,
+    sasl: bool = False,
 ) -> Iterator[KafkaService]:
-    """A single-node Apache Kafka broker+controller (KRaft) run from the jars in ``.tools/kafka-lib``."""
+    """A single-node Apache Kafka broker+controller (KRaft) run from the jars in ``.tools/kafka-lib``;
+    with ``sasl`` authenticated and authorized as charts/kafka configures it (module docstring)."""
     service = "Kafka"
     kafka_lib = kafka_lib if kafka_lib is not None else KAFKA_LIB_DIR
     fix = f"run tools/install kafka (puts the broker jars in {KAFKA_LIB_DIR})"
@@ -120,9 +180,23 @@ def kafka_server(
         while controller_port == broker_port:
             controller_port = free_port()
         properties = workdir / "server.properties"
+        passwords = {BROKER_USER: secrets.token_hex(16), ADMIN_USER: secrets.token_hex(16)}
+        sasl_settings = None
+        add_scram: list[str] = []
+        if sasl:
+            credentials = workdir / "credentials"
+            credentials.mkdir(mode=0o700)
+            for user, password in passwords.items():
+                (credentials / f"{user}-password").write_text(password, encoding="utf-8")
+                add_scram += ["--add-scram", f"{SASL_MECHANISM}=[name={user},password={password}]"]
+            sasl_settings = _sasl_properties(credentials, SASL_MECHANISM)
         properties.write_text(
             _kafka_properties(
-                node_id=1, broker_port=broker_port, controller_port=controller_port, log_dir=workdir / "data"
+                node_id=1,
+                broker_port=broker_port,
+                controller_port=controller_port,
+                log_dir=workdir / "data",
+                sasl=sasl_settings,
             ),
             encoding="utf-8",
         )
@@ -150,6 +224,7 @@ def kafka_server(
                 cluster_id,
                 "--config",
                 str(properties),
+                *add_scram,
             ],
             log_path,
             fix=fix_for_log,
@@ -167,6 +242,17 @@ def kafka_server(
         )
         with stopped_on_exit(process):
             bootstrap = f"{LOOPBACK}:{broker_port}"
+            info = KafkaService(
+                host=LOOPBACK,
+                port=broker_port,
+                controller_port=controller_port,
+                bootstrap_servers=bootstrap,
+                cluster_id=cluster_id,
+                pid=process.pid,
+                started_in_s=0.0,
+                sasl_mechanism=SASL_MECHANISM if sasl else None,
+                admin_password=passwords[ADMIN_USER] if sasl else None,
+            )
             deadline = time.monotonic() + startup_timeout_s
             process.wait_ready(
                 lambda: port_accepts(broker_port), timeout_s=startup_timeout_s, what=f"port {broker_port}"
@@ -174,7 +260,7 @@ def kafka_server(
 
             def answers() -> bool:
                 # A fresh client per probe, so no connection outlives start-up.
-                admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+                admin = AdminClient({**info.client_config(), "socket.timeout.ms": "5000"})
                 metadata = admin.list_topics(timeout=5)
                 return 1 in metadata.brokers and bool(metadata.cluster_id == cluster_id)
 
@@ -183,12 +269,4 @@ def kafka_server(
                 timeout_s=max(1.0, deadline - time.monotonic()),
                 what="an AdminClient metadata request listing broker 1",
             )
-            yield KafkaService(
-                host=LOOPBACK,
-                port=broker_port,
-                controller_port=controller_port,
-                bootstrap_servers=bootstrap,
-                cluster_id=cluster_id,
-                pid=process.pid,
-                started_in_s=round(time.monotonic() - started, 2),
-            )
+            yield dataclasses.replace(info, started_in_s=round(time.monotonic() - started, 2))

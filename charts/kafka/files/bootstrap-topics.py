@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Ensure the Kafka topics listed in a JSON file exist with the requested partitions and retention.
+"""Ensure the Kafka topics listed in a JSON file exist with the requested partitions and retention,
+and (with --auth-json) that every SCRAM user exists with its password and exactly its ACLs.
 
 Run by the chart's post-install/post-upgrade Job, and runnable on any host:
 
-    python bootstrap-topics.py --bootstrap-servers HOST:PORT --topics-json FILE
+    python bootstrap-topics.py --bootstrap-servers HOST:PORT --topics-json FILE \
+        [--auth-json FILE --admin-password-file FILE --user-passwords-dir DIR]
 
 FILE holds a JSON list of {"name", "partitions", "replicationFactor" (optional), "retentionMs"}.
 For each topic:
@@ -13,6 +15,14 @@ For each topic:
 Kafka cannot remove partitions or change a replication factor in place: asking for fewer
 partitions than exist is reported as a problem (exit status 3) and the topic is left as it is;
 a different replication factor is reported as a warning.
+With --auth-json the script connects as the super user "admin" (SASL/SCRAM, the password read from
+--admin-password-file). FILE holds {"mechanism": "SCRAM-SHA-512", "users": [{"name", "write",
+"read", "groupPrefix"}]}; each user's password is the file DIR/<name>. For each user:
+  - its SCRAM credential is set (every run: Kafka keeps only a salted hash, so "unchanged" cannot
+    be told apart, and setting it again is harmless);
+  - its ACLs become exactly: Write+Describe on the `write` topics, Read+Describe on the `read`
+    topics, Read on consumer groups prefixed `groupPrefix`; ACLs of the user not in that set are
+    deleted, so a topic taken off a user's list is really taken away.
 Only the confluent_kafka package is needed.
 """
 
@@ -28,12 +38,21 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 
 EXIT_OK = 0
@@ -41,6 +60,10 @@ EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_UNREACHABLE = 4
 REQUEST_TIMEOUT_S = 30.0
+ADMIN_USER = "admin"
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256, "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512}
+# Kafka's minimum for SCRAM-SHA-512 is 4096; twice that costs the broker nothing noticeable per login.
+SCRAM_ITERATIONS = 8192
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,48 @@ def load_topics(path: Path) -> list[Topic]:
             raise ValueError(f"{path}: topic {item['name']!r}: retentionMs must be -1 or > 0")
         topics.append(Topic(item["name"], partitions, int(rf) if rf is not None else None, retention_ms))
     return topics
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    write: tuple[str, ...]
+    read: tuple[str, ...]
+    group_prefix: str
+
+
+@dataclass(frozen=True)
+class Auth:
+    mechanism: str
+    users: tuple[User, ...]
+
+
+def load_auth(path: Path) -> Auth:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("mechanism") not in SCRAM_MECHANISMS:
+        raise ValueError(f"{path}: expected {{'mechanism': one of {sorted(SCRAM_MECHANISMS)}, 'users': [...]}}")
+    users: list[User] = []
+    for index, item in enumerate(raw.get("users") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValueError(f"{path}: user #{index} needs a string 'name'")
+        if item["name"] == ADMIN_USER or item["name"] in {u.name for u in users}:
+            raise ValueError(f"{path}: user #{index} {item['name']!r} is reserved or listed twice")
+        users.append(
+            User(
+                item["name"],
+                tuple(str(t) for t in item.get("write") or []),
+                tuple(str(t) for t in item.get("read") or []),
+                str(item.get("groupPrefix") or ""),
+            )
+        )
+    return Auth(raw["mechanism"], tuple(users))
+
+
+def read_secret_file(path: Path) -> str:
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ValueError(f"{path} is empty: the Secret it comes from has no password")
+    return value
 
 
 def wait_for_cluster(admin: AdminClient, wait_seconds: float) -> Any:
@@ -190,24 +255,139 @@ def ensure_topics(admin: AdminClient, topics: list[Topic], metadata: Any) -> tup
     return report, problems
 
 
+Acl = tuple[ResourceType, str, ResourcePatternType, AclOperation]
+
+
+def desired_acls(user: User) -> set[Acl]:
+    """Exactly what ``user`` may do: produce to ``write``, consume ``read``, use groups ``groupPrefix*``."""
+    acls: set[Acl] = set()
+    for topic in user.write:
+        acls |= {
+            (ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, op)
+            for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
+        }
+    for topic in user.read:
+        acls |= {
+            (ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, op)
+            for op in (AclOperation.READ, AclOperation.DESCRIBE)
+        }
+    if user.group_prefix:
+        acls.add((ResourceType.GROUP, user.group_prefix, ResourcePatternType.PREFIXED, AclOperation.READ))
+    return acls
+
+
+def _binding(principal: str, acl: Acl) -> AclBinding:
+    restype, name, pattern, operation = acl
+    return AclBinding(restype, name, pattern, principal, "*", operation, AclPermissionType.ALLOW)
+
+
+def ensure_users(admin: AdminClient, auth: Auth, passwords: Path, report: list[str], problems: list[str]) -> None:
+    """Sets every user's SCRAM credential, then brings its ACLs to exactly :func:`desired_acls`."""
+    if not auth.users:
+        return
+    upserts = [
+        UserScramCredentialUpsertion(
+            user.name,
+            ScramCredentialInfo(SCRAM_MECHANISMS[auth.mechanism], SCRAM_ITERATIONS),
+            read_secret_file(passwords / user.name).encode(),
+        )
+        for user in auth.users
+    ]
+    for name, future in admin.alter_user_scram_credentials(upserts, request_timeout=REQUEST_TIMEOUT_S).items():
+        try:
+            _result(future)
+            report.append(f"user {name}: {auth.mechanism} credential set")
+        except KafkaException as exc:
+            problems.append(f"user {name}: could not set its credential: {exc}")
+    for user in auth.users:
+        principal = f"User:{user.name}"
+        any_of_user = AclBindingFilter(
+            ResourceType.ANY, None, ResourcePatternType.ANY, principal, None, AclOperation.ANY, AclPermissionType.ANY
+        )
+        found = admin.describe_acls(any_of_user, request_timeout=REQUEST_TIMEOUT_S).result(timeout=REQUEST_TIMEOUT_S)
+        have = {
+            (b.restype, b.name, b.resource_pattern_type, b.operation): b
+            for b in found
+            if b.permission_type == AclPermissionType.ALLOW and b.host == "*"
+        }
+        stale = [
+            b
+            for b in found
+            if (b.restype, b.name, b.resource_pattern_type, b.operation) not in desired_acls(user)
+            or b.permission_type != AclPermissionType.ALLOW
+            or b.host != "*"
+        ]
+        missing = sorted(desired_acls(user) - set(have), key=str)
+        try:
+            if missing:
+                for future in admin.create_acls(
+                    [_binding(principal, a) for a in missing], request_timeout=REQUEST_TIMEOUT_S
+                ).values():
+                    _result(future)
+            if stale:
+                filters = [
+                    AclBindingFilter(
+                        b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
+                    )
+                    for b in stale
+                ]
+                for future in admin.delete_acls(filters, request_timeout=REQUEST_TIMEOUT_S).values():
+                    _result(future)
+        except KafkaException as exc:
+            problems.append(f"user {user.name}: could not set its ACLs: {exc}")
+            continue
+        if missing or stale:
+            report.append(f"user {user.name}: ACLs {len(missing)} added, {len(stale)} removed")
+        else:
+            report.append(f"user {user.name}: ACLs unchanged")
+
+
+def client_config(args: argparse.Namespace, auth: Auth | None) -> dict[str, str]:
+    config = {"bootstrap.servers": args.bootstrap_servers, "client.id": "qframe-bootstrap-topics"}
+    if auth is not None:
+        config.update(
+            {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": auth.mechanism,
+                "sasl.username": ADMIN_USER,
+                "sasl.password": read_secret_file(args.admin_password_file),
+            }
+        )
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--bootstrap-servers", required=True, help="HOST:PORT[,HOST:PORT...]")
     parser.add_argument("--topics-json", required=True, type=Path, help="JSON list of topics")
     parser.add_argument("--wait-seconds", type=float, default=120.0, help="how long to wait for Kafka")
+    parser.add_argument("--auth-json", type=Path, help="users and ACLs to ensure; connect as 'admin' over SASL")
+    parser.add_argument("--admin-password-file", type=Path, help="the admin password (with --auth-json)")
+    parser.add_argument("--user-passwords-dir", type=Path, help="one file per user, named after it (with --auth-json)")
     args = parser.parse_args(argv)
+    if args.auth_json is not None and (args.admin_password_file is None or args.user_passwords_dir is None):
+        parser.error("--auth-json needs --admin-password-file and --user-passwords-dir")
     try:
         topics = load_topics(args.topics_json)
+        auth = load_auth(args.auth_json) if args.auth_json is not None else None
+        config = client_config(args, auth)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    admin = AdminClient({"bootstrap.servers": args.bootstrap_servers, "client.id": "qframe-bootstrap-topics"})
+    admin = AdminClient(config)
     try:
         metadata = wait_for_cluster(admin, args.wait_seconds)
     except TimeoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = " (or refused the admin's SASL login: check the admin Secret)" if auth is not None else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return EXIT_UNREACHABLE
     report, problems = ensure_topics(admin, topics, metadata)
+    if auth is not None:
+        try:
+            ensure_users(admin, auth, args.user_passwords_dir, report, problems)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     for line in report:
         print(line, flush=True)
     for problem in problems:

@@ -65,3 +65,25 @@ kafka.clusterId
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+kafka.credentialsDir
+  Where the brokers find the passwords of "broker" and "admin" (files broker-password and
+  admin-password from auth.brokerSecret and auth.adminSecret), read by the DirectoryConfigProvider.
+*/}}
+{{- define "kafka.credentialsDir" -}}
+/etc/kafka-credentials
+{{- end -}}
+
+{{/*
+kafka.authJson
+  What the bootstrap Job ensures besides topics: the mechanism and, per user, the topics it may
+  write and read and its consumer-group prefix (passwords are files under /etc/kafka-auth/users).
+*/}}
+{{- define "kafka.authJson" -}}
+{{- $users := list -}}
+{{- range .Values.auth.users -}}
+{{- $users = append $users (dict "name" .name "write" (default (list) .write) "read" (default (list) .read) "groupPrefix" (default "" .groupPrefix)) -}}
+{{- end -}}
+{{- toJson (dict "mechanism" .Values.auth.mechanism "users" $users) -}}
+{{- end -}}

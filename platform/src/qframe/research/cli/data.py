@@ -135,7 +135,14 @@ def _stream_progress(stats: IngestStats) -> str:
 
 @app.command()
 def stream(
-    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, host:port[,host:port]")],
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="QFRAME_KAFKA_BOOTSTRAP_SERVERS",
+            help="Kafka bootstrap servers, host:port[,host:port]; the login comes from QFRAME_KAFKA_USERNAME "
+            "and QFRAME_KAFKA_PASSWORD",
+        ),
+    ],
     topic: Annotated[str, typer.Option(help="topic of JSON bars keyed by symbol")],
     group: Annotated[str, typer.Option(help="consumer group id; its committed offsets are the restart point")],
     dataset: Annotated[str | None, typer.Option(help="dataset name (default stream.<topic>)")] = None,

@@ -16,6 +16,12 @@ Messages: key = symbol (so one symbol's bars stay in one partition, in order), v
 
 Run it as a process with ``qframe data stream --bootstrap HOST:PORT --topic T --group G --lake file:///...
 --catalog sqlite:///... --max-idle-seconds 10`` (``qframe data stream --help`` lists every option).
+
+Authentication: both ends log in with the ``auth`` settings they are given, by default the
+``QFRAME_KAFKA_USERNAME`` / ``QFRAME_KAFKA_PASSWORD`` (SASL/SCRAM-SHA-512 unless
+``QFRAME_KAFKA_SASL_MECHANISM`` says otherwise) of :class:`~qframe.research.settings.ResearchSettings`;
+the platform's brokers refuse anonymous clients, and their ACLs let the ``ingestion`` user write the
+market-data topics and the ``research`` user read them with consumer groups named ``research...``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from qframe.research.data_lake.ingestion import QUARANTINE_PREFIX, DataIngestion
 from qframe.research.data_lake.storage import DataLakeStorage, DatasetVersionExists
 from qframe.research.data_lake.storage_layout import StorageMetadata, TimestampLike, check_dataset_name
 from qframe.research.data_lake.validation import NUMERIC_COLUMNS, REQUIRED_COLUMNS, validate_market_data
+from qframe.research.settings import ResearchSettings
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +94,30 @@ def decode_bars(values: Sequence[bytes]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+class _LoginWatch:
+    """An ``error_cb`` remembering the broker's refusal of our login: librdkafka would otherwise retry it
+    silently forever, so a wrong password looked like an idle topic."""
+
+    def __init__(self) -> None:
+        self.refused: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            self.refused = error
+
+    def raise_if_refused(self, user: object) -> None:
+        if self.refused is not None:
+            raise KafkaIngestError(
+                f"Kafka refused the login of user {user!r}: {self.refused.str()}; check QFRAME_KAFKA_USERNAME, "
+                "QFRAME_KAFKA_PASSWORD and QFRAME_KAFKA_SASL_MECHANISM (the platform's Secret kafka-<consumer>)"
+            )
+
+
+def client_auth(auth: Mapping[str, str] | None) -> dict[str, str]:
+    """The security settings of a client: ``auth`` as given, or the ``QFRAME_KAFKA_*`` environment's when None."""
+    return dict(auth) if auth is not None else ResearchSettings.from_env().kafka_client_config()
+
+
 def _number(value: Any) -> float:
     try:
         return float(value)
@@ -105,8 +136,11 @@ def publish_bars(
     validate: bool = True,
     producer_config: Mapping[str, Any] | None = None,
     flush_timeout_s: float = 60.0,
+    auth: Mapping[str, str] | None = None,
 ) -> int:
     """Publishes every bar (idempotent producer, acks=all), waits for delivery and returns how many were delivered.
+
+    ``auth`` holds the librdkafka security settings (see :func:`client_auth`; default: from the environment).
 
     Raises :class:`KafkaIngestError` listing the first delivery errors if any message was not delivered,
     and refuses invalid bars (``validate=False`` lets a test publish bad data on purpose).
@@ -115,6 +149,7 @@ def publish_bars(
         validate_market_data(bars).raise_if_invalid()
     messages = encode_bars(bars)
     config = {
+        **client_auth(auth),
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
@@ -122,6 +157,8 @@ def publish_bars(
         "compression.type": "lz4",
         **dict(producer_config or {}),
     }
+    login = _LoginWatch()
+    config.setdefault("error_cb", login)
     producer = Producer(config)
     errors: list[str] = []
     delivered = 0
@@ -140,8 +177,16 @@ def publish_bars(
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry this message
                 producer.poll(_PRODUCE_RETRY_POLL_S)
+                login.raise_if_refused(config.get("sasl.username"))
         producer.poll(0)
-    remaining = producer.flush(flush_timeout_s)
+    deadline = time.monotonic() + flush_timeout_s
+    remaining = len(producer)
+    while remaining and time.monotonic() < deadline:
+        try:
+            remaining = producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        except KafkaException as exc:  # fatal, e.g. the broker's ACLs refuse this user any write
+            raise KafkaIngestError(f"Kafka refused publishing to {topic!r}: {exc.args[0].str()}") from exc
+        login.raise_if_refused(config.get("sasl.username"))
     if errors or remaining:
         raise KafkaIngestError(
             f"published {delivered} of {len(messages)} bars to {topic!r}: {len(errors)} delivery error(s), "
@@ -220,6 +265,9 @@ class IngestStats:
 class KafkaBarIngestor:
     """Consumes bars from ``topic`` in micro-batches and writes each partition's batch as one lake version.
 
+    ``auth`` holds the librdkafka security settings (default: the ``QFRAME_KAFKA_*`` environment's); a refused
+    login stops :meth:`run` with :class:`KafkaIngestError` instead of waiting forever.
+
     ``quarantine=True`` (the default for a stream, which cannot send a batch back) sets invalid bars aside
     and moves on; with ``quarantine=False`` an invalid batch stops the ingestor before its offsets are
     committed, so nothing is lost while someone looks at it.
@@ -239,6 +287,7 @@ class KafkaBarIngestor:
         quarantine: bool = True,
         consumer_config: Mapping[str, Any] | None = None,
         assignment_timeout_s: float = 120.0,
+        auth: Mapping[str, str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -255,6 +304,7 @@ class KafkaBarIngestor:
         self.batch_timeout_s = batch_timeout_s
         self._pipeline = DataIngestionPipeline(storage, catalog, quarantine=quarantine)
         self._config = {
+            **client_auth(auth),
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
             "enable.auto.commit": False,
@@ -262,6 +312,8 @@ class KafkaBarIngestor:
             "enable.partition.eof": False,
             **dict(consumer_config or {}),
         }
+        self._login = _LoginWatch()
+        self._config.setdefault("error_cb", self._login)
         self.assignment_timeout_s = assignment_timeout_s
         self._assigned_at: float | None = None
         self._pending: list[_Record] = []
@@ -357,6 +409,7 @@ class KafkaBarIngestor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self._login.raise_if_refused(self._config.get("sasl.username"))
             for message in consumer.consume(num_messages=self.batch_size - len(batch), timeout=min(remaining, 0.5)):
                 error = message.error()
                 if error is None:
