@@ -236,6 +236,10 @@ class ImageTags(Closed):
     mlflow: ImageTag = IMAGE_TAGS["mlflow"]
     hub: ImageTag = IMAGE_TAGS["hub"]
     notebook: ImageTag = IMAGE_TAGS["notebook"]
+    # Dask scheduler/workers and Ray head/workers share one image; each operator has its own.
+    worker: ImageTag = IMAGE_TAGS["worker"]
+    dask_operator: ImageTag = IMAGE_TAGS["dask-operator"]
+    kuberay_operator: ImageTag = IMAGE_TAGS["kuberay-operator"]
 
 
 class Images(Closed):
@@ -326,9 +330,6 @@ class KafkaSettings(Closed):
     storage: Storage = "5Gi"
     resources: Resources = _resources("200m", "768Mi", "1", "1536Mi")
     topics: list[KafkaTopic] = Field(default_factory=_default_topics)
-    # How hard the brokers (every one a KRaft voter) are kept off each other's node: "required"
-    # leaves a broker Pending rather than put two voters on one node.
-    pod_anti_affinity: Literal["preferred", "required"] = "preferred"
 
     @model_validator(mode="after")
     def _quorum_and_topics(self) -> Self:
@@ -517,6 +518,85 @@ class MlflowSettings(Closed):
     ingress: IngressSettings | None = None
 
 
+def _memory_at_least(resources: Resources, floor: str, at: str, why: str) -> None:
+    if parse_quantity(resources.limits.memory) < parse_quantity(floor):
+        raise RuleError(f"{at}.limits.memory", resources.limits.memory, f"is below {floor}; {why}")
+
+
+class DaskSettings(Closed):
+    """The shared Dask cluster (DaskCluster + DaskAutoscaler) and the dask-kubernetes operator."""
+
+    enabled: bool = True
+    install_operator: bool = True
+    """False when the cluster already runs the operator (and its CRDs) at a compatible version."""
+    min_workers: Annotated[int, Field(ge=0, le=200)] = 1
+    max_workers: Annotated[int, Field(ge=1, le=200)] = 4
+    worker_threads: Annotated[int, Field(ge=1, le=64)] = 1
+    scheduler_resources: Resources = _resources("100m", "384Mi", "1", "1Gi")
+    worker_resources: Resources = _resources("250m", "768Mi", "1", "1536Mi")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_workers > self.max_workers:
+            raise RuleError("minWorkers", self.min_workers, f"must not exceed maxWorkers ({self.max_workers})")
+        _memory_at_least(
+            self.worker_resources, "512Mi", "workerResources", "a Dask worker pauses at 80% of its memory limit"
+        )
+        _memory_at_least(self.scheduler_resources, "256Mi", "schedulerResources", "the scheduler would be OOM-killed")
+        return self
+
+
+class RayGpu(Closed):
+    """GPU workers land on GPU nodes only: a node selector, and a toleration of their taint."""
+
+    count: Annotated[int, Field(ge=1, le=8)] = 1
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=lambda: {"qframe.io/gpu": "true"})
+    toleration_key: LabelKey = "nvidia.com/gpu"
+
+
+class RayWorkerGroup(Closed):
+    # KubeRay names pods <cluster>-<group>-worker-<5 chars>; 30 keeps that within 63.
+    name: Annotated[DnsLabel, Field(max_length=30)]
+    min_replicas: Annotated[int, Field(ge=0, le=200)] = 0
+    max_replicas: Annotated[int, Field(ge=1, le=200)] = 4
+    resources: Resources = _resources("250m", "1Gi", "1", "2Gi")
+    gpu: RayGpu | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise RuleError("minReplicas", self.min_replicas, f"must not exceed maxReplicas ({self.max_replicas})")
+        _memory_at_least(self.resources, "1Gi", "resources", "a Ray node needs room for its raylet and object store")
+        return self
+
+
+def _default_ray_groups() -> list[RayWorkerGroup]:
+    return [RayWorkerGroup(name="cpu", min_replicas=1, max_replicas=4)]
+
+
+class RaySettings(Closed):
+    """The shared RayCluster (in-tree autoscaler on) and the KubeRay operator."""
+
+    enabled: bool = True
+    install_operator: bool = True
+    """False when the cluster already runs KubeRay (and its CRDs) at a compatible version."""
+    upscaling_mode: Literal["Default", "Conservative", "Aggressive"] = "Default"
+    idle_timeout_seconds: Annotated[int, Field(ge=10, le=24 * 3600)] = 60
+    head_resources: Resources = _resources("250m", "1536Mi", "1", "2Gi")
+    autoscaler_resources: Resources = _resources("100m", "256Mi", "500m", "512Mi")
+    worker_groups: list[RayWorkerGroup] = Field(default_factory=_default_ray_groups)
+
+    @model_validator(mode="after")
+    def _groups(self) -> Self:
+        if not self.worker_groups:
+            raise RuleError("workerGroups", [], "is empty; list at least one worker group")
+        _require_unique("workerGroups", "name", [g.name for g in self.worker_groups])
+        _memory_at_least(
+            self.head_resources, "1Gi", "headResources", "the head runs the GCS, dashboard and object store"
+        )
+        return self
+
+
 class AwsSettings(Closed):
     region: AwsRegion
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
@@ -555,6 +635,8 @@ class StackConfig(Closed):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     jupyterhub: JupyterHubSettings = Field(default_factory=JupyterHubSettings)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     aws: AwsSettings | None = None
 
     @model_validator(mode="after")
@@ -641,12 +723,7 @@ def variant_keys() -> list[tuple[str, str, str]]:
 
 # Keys users will look for that no deployed component reads yet. Refused like any unknown key, but
 # with a message saying why, so nobody tunes a service that is never created.
-NOT_DEPLOYED_YET: dict[tuple[str, ...], str] = {
-    ("dask",): "Dask",
-    ("ray",): "Ray",
-    ("images", "tags", "daskWorker"): "Dask",
-    ("images", "tags", "rayWorker"): "Ray",
-}
+NOT_DEPLOYED_YET: dict[tuple[str, ...], str] = {}
 
 
 class StackConfigError(ValueError):

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.components.jupyterhub import JupyterHub, JupyterHubArgs, UserPlatform, kafka_bootstrap_servers
+from infra.components.dask import DaskCluster, DaskClusterArgs, scheduler_address
+from infra.components.dask import dashboard_url as dask_dashboard
+from infra.components.jupyterhub import (
+    ComputeAddresses,
+    JupyterHub,
+    JupyterHubArgs,
+    UserPlatform,
+    kafka_bootstrap_servers,
+)
 from infra.components.jupyterhub import db_secret_name as jupyterhub_db_secret
 from infra.components.kafka import Kafka, KafkaArgs
 from infra.components.mlflow import Mlflow, MlflowArgs, artifact_store_for, database_for
@@ -15,8 +24,14 @@ from infra.components.object_store import consumer_secret_name as object_store_c
 from infra.components.object_store.minio import MinioObjectStore, MinioObjectStoreArgs
 from infra.components.object_store.minio import endpoint_url as minio_endpoint_url
 from infra.components.object_store.s3 import S3ObjectStore, S3ObjectStoreArgs
+from infra.components.operators.dask import DaskOperator, DaskOperatorArgs
+from infra.components.operators.kuberay import KubeRayOperator, KubeRayOperatorArgs
+from infra.components.operators.platform_env import ComputePlatform
 from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs
 from infra.components.postgres.rds import RdsPostgres, RdsPostgresArgs
+from infra.components.ray import RayCluster, RayClusterArgs
+from infra.components.ray import client_address as ray_client_address
+from infra.components.ray import dashboard_url as ray_dashboard
 from infra.components.tenancy import Tenancy, TenancyArgs
 from infra.config import StackConfig, StackConfigError, parse_raw_config
 from infra.images import image_ref
@@ -131,6 +146,7 @@ def deploy(cfg: StackConfig) -> None:
         ),
         opts=service_opts,
     )
+    compute = deploy_compute(cfg, providers, [tenancy, postgres, object_store, *([mlflow] if mlflow else [])])
     if cfg.jupyterhub.enabled:
         minio = store.kind == "minio"
         jupyterhub = JupyterHub(
@@ -148,6 +164,7 @@ def deploy(cfg: StackConfig) -> None:
                     object_store_secret=object_store_consumer_secret("notebooks") if minio else None,
                     mlflow=mlflow is not None,
                     kafka_bootstrap=kafka_bootstrap_servers(cfg.namespace),
+                    compute=compute,
                 ),
                 db_secret=jupyterhub_db_secret(),
             ),
@@ -166,3 +183,68 @@ def deploy(cfg: StackConfig) -> None:
     if mlflow is not None:
         pulumi.export("mlflow_tracking_uri", mlflow.tracking_uri)
         pulumi.export("mlflow_auth_secret", mlflow.auth_secret)
+
+
+def deploy_compute(
+    cfg: StackConfig, providers: dict[str, pulumi.ProviderResource], services: list[pulumi.Resource]
+) -> ComputeAddresses:
+    """The operators (unless the cluster already has them) and the shared Dask and Ray clusters.
+
+    Returns the addresses users' servers receive; the same values are stack outputs.
+    """
+    scope = Scope.of(cfg)
+    images = cfg.images
+    store = cfg.object_store
+    platform = ComputePlatform(
+        namespace=cfg.namespace,
+        lake_bucket=store.buckets.data_lake,
+        object_store_endpoint=minio_endpoint_url(cfg.namespace) if store.kind == "minio" else None,
+        mlflow=cfg.mlflow.enabled,
+        postgres_in_cluster=cfg.postgres.kind == "in-cluster",
+    )
+    opts = pulumi.ResourceOptions(providers=providers, depends_on=services[:1])
+    addresses = ComputeAddresses()
+    if cfg.dask.enabled:
+        needs: list[pulumi.Resource] = list(services)
+        if cfg.dask.install_operator:
+            needs.append(
+                DaskOperator(
+                    "dask-operator", DaskOperatorArgs(scope=scope, image=image_ref(images, "dask_operator")), opts=opts
+                )
+            )
+        dask = DaskCluster(
+            "dask",
+            DaskClusterArgs(
+                scope=scope, settings=cfg.dask, image=image_ref(images, "worker"), platform=platform, depends_on=needs
+            ),
+            opts=opts,
+        )
+        pulumi.export("dask_scheduler_address", dask.scheduler_address)
+        pulumi.export("dask_dashboard_url", dask.dashboard_url)
+        addresses = dataclasses.replace(
+            addresses, dask_scheduler=scheduler_address(cfg.namespace), dask_dashboard=dask_dashboard(cfg.namespace)
+        )
+    if cfg.ray.enabled:
+        needs = list(services)
+        if cfg.ray.install_operator:
+            needs.append(
+                KubeRayOperator(
+                    "kuberay-operator",
+                    KubeRayOperatorArgs(scope=scope, image=image_ref(images, "kuberay_operator")),
+                    opts=opts,
+                )
+            )
+        ray = RayCluster(
+            "ray",
+            RayClusterArgs(
+                scope=scope, settings=cfg.ray, image=image_ref(images, "worker"), platform=platform, depends_on=needs
+            ),
+            opts=opts,
+        )
+        pulumi.export("ray_client_address", ray.client_address)
+        pulumi.export("ray_dashboard_url", ray.dashboard_url)
+        pulumi.export("ray_job_submission_address", ray.dashboard_url)
+        addresses = dataclasses.replace(
+            addresses, ray_client=ray_client_address(cfg.namespace), ray_dashboard=ray_dashboard(cfg.namespace)
+        )
+    return addresses

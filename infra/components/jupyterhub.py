@@ -21,6 +21,7 @@ import pulumi
 
 from infra.charts import local_chart_release
 from infra.components.credentials import credentials_secret
+from infra.components.dask import CLIENT_LABEL as DASK_CLIENT_LABEL
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
@@ -30,6 +31,7 @@ from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
 from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT_LABEL
 from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT_LABEL
 from infra.components.postgres import consumer_secret_name as postgres_secret_name
+from infra.components.ray import CLIENT_LABEL as RAY_CLIENT_LABEL
 from infra.config import JupyterHubSettings, NotebookProfile
 from infra.images import ImageRef
 from infra.passwords import GeneratedPassword
@@ -69,13 +71,25 @@ class UserPlatform:
     """The ``notebooks`` consumer's key-pair Secret; ``None`` where workloads use an IAM role."""
     mlflow: bool
     kafka_bootstrap: str | None
+    compute: ComputeAddresses | None = None
+    """The shared Dask and Ray clusters' addresses; ``None`` for a stack without either."""
+
+
+@dataclass(frozen=True)
+class ComputeAddresses:
+    """Stack outputs of the Dask and Ray components (infra/components/dask.py, ray.py); ``None`` where off."""
+
+    dask_scheduler: str | None = None
+    dask_dashboard: str | None = None
+    ray_client: str | None = None
+    ray_dashboard: str | None = None
 
 
 def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[str, str]]]:
     """``(plain variables, Secret-referenced variables)`` of every user's server.
 
     The catalog stays on the user's own volume: the platform's catalog database is Postgres, which
-    user servers must not reach. Dask and Ray addresses are left out until those components exist.
+    user servers must not reach. Ray's dashboard address is also where jobs are submitted.
     """
     env = {
         "QFRAME_LAKE_URL": f"s3://{platform.lake_bucket}/",
@@ -91,6 +105,15 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
         env["AWS_ENDPOINT_URL_S3"] = platform.object_store_endpoint
     if platform.kafka_bootstrap is not None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = platform.kafka_bootstrap
+    compute = platform.compute or ComputeAddresses()
+    for name, value in (
+        ("QFRAME_DASK_ADDRESS", compute.dask_scheduler),
+        ("QFRAME_DASK_DASHBOARD_URL", compute.dask_dashboard),
+        ("QFRAME_RAY_ADDRESS", compute.ray_client),
+        ("QFRAME_RAY_DASHBOARD_URL", compute.ray_dashboard),
+    ):
+        if value is not None:
+            env[name] = value
     secret_env = []
     if platform.object_store_secret is not None:
         secret_env = [
@@ -107,6 +130,11 @@ def user_pod_labels(platform: UserPlatform) -> dict[str, str]:
         labels.update(MLFLOW_CLIENT_LABEL)
     if platform.kafka_bootstrap is not None:
         labels.update(KAFKA_CLIENT_LABEL)
+    compute = platform.compute or ComputeAddresses()
+    if compute.dask_scheduler is not None:
+        labels.update(DASK_CLIENT_LABEL)
+    if compute.ray_client is not None:
+        labels.update(RAY_CLIENT_LABEL)
     return labels
 
 

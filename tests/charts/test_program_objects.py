@@ -11,6 +11,7 @@ import pytest
 from infra.config import StackConfig, parse_raw_config
 from infra.offline import load_stack_file, run_program, stack_name_of
 from tests.harness.k8s_schema import schema_errors
+from tests.harness.operator_crs import cr_schema_errors, is_operator_cr, pods_as_workloads
 from tests.harness.program_objects import rendered_objects
 from tests.harness.security import CLUSTER_SCOPED_KINDS, is_default_deny, namespace_violations, violations
 from tests.harness.stacks import happy_stack_files
@@ -35,13 +36,20 @@ def _ref(obj: dict[str, Any]) -> str:
 def test_objects_match_the_pinned_kubernetes_schemas(stack: tuple[StackConfig, list[dict[str, Any]]]) -> None:
     _, objects = stack
     kube_version = pinned_versions()["KUBE_VERSION"]
-    errors = [e for obj in objects for e in schema_errors(obj, kube_version)]
+    # The operators' custom resources are checked against their pinned CRDs' own schemas.
+    errors = [
+        e
+        for obj in objects
+        for e in (cr_schema_errors(obj) if is_operator_cr(obj) else schema_errors(obj, kube_version))
+    ]
     assert errors == []
 
 
 def test_objects_follow_the_security_rules(stack: tuple[StackConfig, list[dict[str, Any]]]) -> None:
     _, objects = stack
-    assert [v for obj in objects for v in violations(obj)] == []
+    # Pods the operators create from the DaskCluster/RayCluster templates follow the same rules.
+    workloads = [pod for obj in objects for pod in pods_as_workloads(obj)]
+    assert [v for obj in [*objects, *workloads] for v in violations(obj)] == []
     assert namespace_violations(objects) == []
 
 

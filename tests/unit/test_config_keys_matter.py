@@ -79,6 +79,8 @@ SAMPLES: dict[str, list[Any]] = {
     "jupyterhub.ingress.host": ["lab.example.com"],
     "jupyterhub.ingress.tlsSecret": ["lab-tls"],
     "jupyterhub.ingress.className": ["traefik"],
+    "ray.workerGroups[0].name": ["highmem"],
+    "ray.workerGroups[0].gpu.tolerationKey": ["example.com/accelerator"],
     "cpuLimit": ["3"],
     "memoryLimit": ["9Gi"],
     "userStorage": ["30Gi"],

@@ -1,0 +1,178 @@
+"""The dask-kubernetes operator: kopf running ``dask_kubernetes.operator.controller`` from the
+pinned wheel (images/dask-operator), watching only the stack's namespace.
+
+RBAC is one namespaced Role. kopf runs ``--standalone`` (no peering objects, so no
+``clusterkopfpeerings`` rule) with ``--namespace`` (no namespace watching, so no cluster-wide
+``namespaces`` rule); it finds the CRDs once at start-up through API discovery, which every
+authenticated client may read, so it needs no ``customresourcedefinitions`` rule either: the
+component makes the Deployment wait for the CRDs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.operators import base
+from infra.components.operators.crds import DASK, crd_files
+from infra.config import PROJECT
+from infra.images import ImageRef
+from infra.scope import Scope
+
+NAME = "dask-operator"
+HEALTH_PORT = 8080
+# The scheduler's comm and HTTP ports: the operator asks the scheduler for its adaptive target and
+# retires workers through them before removing their pods.
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+CLUSTER_LABEL = "dask.org/cluster-name"
+
+RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["kubernetes.dask.org"],
+        "resources": [
+            "daskclusters",
+            "daskworkergroups",
+            "daskworkergroups/scale",
+            "daskjobs",
+            "daskjobs/status",
+            "daskautoscalers",
+        ],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    # Scheduler Deployment and Service, one Deployment per worker, DaskJob runner pods.
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "services"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    # kopf reports handler progress as events on the objects.
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def selector_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "operator"}
+
+
+def build_objects(scope: Scope, image: ImageRef, namespace: str) -> list[dict[str, Any]]:
+    """ServiceAccount, Role, RoleBinding, Deployment and NetworkPolicy of the operator."""
+    labels = scope.object_labels(NAME, component="operator")
+    meta = {"name": NAME, "namespace": namespace, "labels": labels}
+    annotations = {base.TOKEN_NEED_ANNOTATION: "reconciles DaskCluster, DaskWorkerGroup, DaskJob and DaskAutoscaler"}
+    volume, mount = base.tmp_volume("256Mi")
+    container = {
+        "name": "operator",
+        "image": image.reference,
+        "imagePullPolicy": image.pull_policy,
+        "args": [
+            "kopf",
+            "run",
+            "--standalone",
+            f"--namespace={namespace}",
+            f"--liveness=http://0.0.0.0:{HEALTH_PORT}/healthz",
+            "-m",
+            "dask_kubernetes.operator.controller",
+        ],
+        "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+        "securityContext": base.container_security_context(),
+        "livenessProbe": base.http_probe("/healthz", HEALTH_PORT, initial_delay=10, period=20),
+        "readinessProbe": base.http_probe("/healthz", HEALTH_PORT, initial_delay=5, period=10),
+        "volumeMounts": [mount],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {**meta, "annotations": annotations},
+            "automountServiceAccountToken": True,
+        },
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": RULES},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                # Two kopf instances without peering would both handle every event.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector_labels()},
+                "template": {
+                    "metadata": {
+                        "labels": {**labels, **selector_labels()},
+                        "annotations": annotations,
+                    },
+                    "spec": {
+                        "serviceAccountName": NAME,
+                        "automountServiceAccountToken": True,
+                        "securityContext": base.pod_security_context(),
+                        "containers": [container],
+                        "volumes": [volume],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta,
+            "spec": {
+                "podSelector": {"matchLabels": selector_labels()},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [
+                    base.api_server_egress(),
+                    {
+                        "to": [{"podSelector": {"matchExpressions": [{"key": CLUSTER_LABEL, "operator": "Exists"}]}}],
+                        "ports": base.ports(SCHEDULER_PORT, DASHBOARD_PORT),
+                    },
+                ],
+            },
+        },
+    ]
+
+
+@dataclass
+class DaskOperatorArgs:
+    scope: Scope
+    image: ImageRef
+
+
+class DaskOperator(pulumi.ComponentResource):
+    """The dask-kubernetes CRDs and operator; clusters depend on this component."""
+
+    def __init__(self, name: str, args: DaskOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("qframe:compute:DaskOperator", name, None, opts)
+        # Applied by the provider from the extracted files (server-side apply: the KubeRay CRDs are
+        # larger than a client-side apply annotation may be); the program never parses them.
+        crds = [
+            k8s.yaml.v2.ConfigFile(
+                f"{name}-crd-{path.stem}", file=os.path.relpath(path), opts=pulumi.ResourceOptions(parent=self)
+            )
+            for path in crd_files(DASK)
+        ]
+        child = pulumi.ResourceOptions(parent=self, depends_on=crds)
+        objects = build_objects(args.scope, args.image, args.scope.namespace)
+        created: list[pulumi.CustomResource] = []
+        for obj in objects:
+            created.append(base.register(f"{name}-{obj['kind'].lower()}", obj, child))
+        deployment = next(r for r in created if isinstance(r, k8s.apps.v1.Deployment))
+        self.deployment_name = deployment.metadata.apply(lambda m: str(m["name"]))
+        self.register_outputs({"deployment_name": self.deployment_name, "managed_by": PROJECT})

@@ -1,0 +1,67 @@
+"""What every Dask and Ray pod of the stack connects to: the lake, the catalog and MLflow.
+
+The same ``QFRAME_*`` names ``qframe.research.settings`` reads, plus the client labels the
+services' NetworkPolicies admit. Credentials come only by Secret reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra.components.mlflow import CLIENT_ENV as MLFLOW_CLIENT_ENV
+from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
+from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
+from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT_LABEL
+from infra.components.object_store import consumer_secret_name as object_store_secret
+from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT_LABEL
+from infra.components.postgres import consumer_secret_name as postgres_secret
+
+# The object store's and the database's consumer whose credentials compute pods use.
+OBJECT_STORE_CONSUMER = "research"
+CATALOG_CONSUMER = "catalog"
+WORKDIR = "/tmp/qframe"  # noqa: S108 - an emptyDir in every compute pod
+
+
+@dataclass(frozen=True)
+class ComputePlatform:
+    namespace: str
+    lake_bucket: str
+    object_store_endpoint: str | None
+    """The in-cluster S3 endpoint; ``None`` on AWS S3 (IAM role, SDK default endpoint)."""
+    mlflow: bool
+    postgres_in_cluster: bool
+
+
+def env(platform: ComputePlatform) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "QFRAME_LAKE_URL", "value": f"s3://{platform.lake_bucket}/"},
+        {"name": "QFRAME_WORKDIR", "value": WORKDIR},
+        {
+            "name": "QFRAME_CATALOG_URL",
+            "valueFrom": {"secretKeyRef": {"name": postgres_secret(CATALOG_CONSUMER), "key": "uri"}},
+        },
+    ]
+    if platform.object_store_endpoint is not None:
+        secret = object_store_secret(OBJECT_STORE_CONSUMER)
+        out += [
+            {"name": "QFRAME_S3_ENDPOINT_URL", "value": platform.object_store_endpoint},
+            {"name": "AWS_ENDPOINT_URL_S3", "value": platform.object_store_endpoint},
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": secret, "key": "access-key"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": "secret-key"}}},
+        ]
+    if platform.mlflow:
+        out.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow_tracking_uri(platform.namespace)})
+        out += [{"name": key, "value": value} for key, value in MLFLOW_CLIENT_ENV.items()]
+    return out
+
+
+def client_labels(platform: ComputePlatform) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    if platform.object_store_endpoint is not None:
+        labels.update(OBJECT_STORE_CLIENT_LABEL)
+    if platform.mlflow:
+        labels.update(MLFLOW_CLIENT_LABEL)
+    if platform.postgres_in_cluster:
+        labels.update(POSTGRES_CLIENT_LABEL)
+    return labels
