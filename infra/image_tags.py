@@ -14,9 +14,9 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "74ea8bd34498",
-    "notebook": "d1d9fa4eda28",
+    "notebook": "04c7315a6858",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "0f1dbdae7a83",
+    "worker": "6ec59a58ee35",
 }
