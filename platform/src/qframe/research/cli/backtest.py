@@ -121,7 +121,7 @@ def backtest(
         settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
         with create_research_integration(settings=settings) as session:
             market = load_market(session, dataset=data, file=file, symbols=symbol)
-            tracker = _tracker(settings.resolved_tracking_uri, experiment) if track else None
+            tracker = _tracker(settings.resolved_tracking_uri, experiment, settings.workdir) if track else None
             report = run_research_sweep(
                 strategy,
                 market,
@@ -147,10 +147,14 @@ def backtest(
         print_report(report, tracking_uri=settings.resolved_tracking_uri if track else None)
 
 
-def _tracker(uri: str, experiment: str) -> Any:
-    from qframe.research.tracking.mlflow_tracking import MlflowTracker
+def _tracker(uri: str, experiment: str, workdir: Path) -> Any:
+    from qframe.research.tracking.mlflow_tracking import DATABASE_SCHEMES, MlflowTracker
 
-    return MlflowTracker(uri, experiment)
+    # A database store (other than SQLite, which puts them next to its file) keeps artifacts under the workdir;
+    # MLflow's own default would be ./mlruns of whatever directory the command runs in.
+    database = uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_SCHEMES and not uri.startswith("sqlite")
+    location = (workdir.resolve() / "mlartifacts").as_uri() if database else None
+    return MlflowTracker(uri, experiment, artifact_location=location)
 
 
 def print_report(report: Any, *, tracking_uri: str | None) -> None:
@@ -161,9 +165,12 @@ def print_report(report: Any, *, tracking_uri: str | None) -> None:
     for strategy, (png, html) in report.tear_sheets.items():
         console.print(f"tear sheet   {strategy}: {html} (and {png.name})")
     if tracking_uri:
-        console.print(f"MLflow       {tracking_uri} (runs: {', '.join(report.tracking_run_ids.values())})")
+        from qframe.research.redaction import redact
+
+        shown = redact(tracking_uri)
+        console.print(f"MLflow       {shown} (runs: {', '.join(report.tracking_run_ids.values())})")
         if tracking_uri.startswith("sqlite:"):
-            console.print(f"             look: mlflow ui --backend-store-uri {tracking_uri}")
+            console.print(f"             look: mlflow ui --backend-store-uri {shown}")
 
 
 def report(

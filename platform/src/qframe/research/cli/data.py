@@ -304,3 +304,76 @@ def features(
             derived_from=[DatasetRef(bars_meta.name, bars_meta.version)],
         )
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} rows")
+
+
+@app.command()
+def fsck(
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="register orphans, remove/quarantine dangling entries, delete dead attempts"),
+    ] = False,
+    verify_files: Annotated[
+        bool, typer.Option(help="read every registered file and check its sha256 (--no-verify-files: manifests only)")
+    ] = True,
+    stale_after_hours: Annotated[
+        float, typer.Option(min=0.0, help="unreferenced attempts older than this count as dead (writers elsewhere)")
+    ] = 24.0,
+    orphan_grace_minutes: Annotated[
+        float, typer.Option(min=0.0, help="--repair leaves orphans younger than this (a writer may be registering)")
+    ] = 5.0,
+    s3_endpoint_url: Annotated[
+        str | None,
+        typer.Option(envvar="QFRAME_S3_ENDPOINT_URL", help="S3 API endpoint (MinIO, moto) for s3:// lakes"),
+    ] = None,
+    workdir: Workdir = None,
+    lake: LakeUrl = None,
+    catalog: CatalogUrl = None,
+) -> None:
+    """Check the lake against the catalog both ways (and dead writers' leftovers); exit 1 while problems remain."""
+    import pandas as pd
+    from qframe.research.data_lake import fsck as checker
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with (
+        research_session(workdir, lake, catalog, s3_endpoint_url=s3_endpoint_url) as session,
+        Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console) as bar,
+    ):
+        tasks: dict[str, object] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
+
+        report = checker.check(
+            session.storage,
+            session.catalog,
+            verify_files=verify_files,
+            stale_after=pd.Timedelta(hours=stale_after_hours),
+            progress=progress,
+        )
+        if repair:
+            checker.repair(
+                session.storage,
+                session.catalog,
+                report,
+                orphan_grace=pd.Timedelta(minutes=orphan_grace_minutes),
+                progress=progress,
+            )
+    table = Table("problem", "dataset", "version", "detail", *(["repair"] if repair else []), title="fsck findings")
+    for finding in report.findings:
+        row = [finding.kind, finding.name, finding.version, escape(finding.detail)]
+        table.add_row(*row, *([escape(finding.repair or "")] if repair else []))
+    if report.findings:
+        console.print(table)
+    remaining = report.problems
+    console.print(
+        f"checked {report.entries_checked} catalog entries, {report.versions_checked} lake versions, "
+        f"{report.attempts_checked} attempt folders ({report.entries_elsewhere} entries in other lakes skipped, "
+        f"{report.entries_marked} already quarantined by fsck): {len(report.findings)} problem(s), "
+        f"{len(remaining)} remaining",
+        highlight=False,
+    )
+    if remaining:
+        hint = "" if repair else "; run again with --repair to fix them"
+        fail(f"{len(remaining)} problem(s) remain{hint}", code=EXIT_FAILED)

@@ -38,6 +38,10 @@ MANIFEST_NAME: Final = "_manifest.json"
 MANIFEST_FORMAT: Final = "qframe-lake/1"
 DATASETS_DIR: Final = "datasets"
 ATTEMPT_PREFIX: Final = "attempt-"
+# The catalog's symbol column holds 128 characters; a path segment ("symbol=" + encoded) at most 255 bytes
+# on common filesystems (ENAMETOOLONG beyond), so the encoded symbol keeps a margin below that.
+MAX_SYMBOL_CHARS: Final = 128
+MAX_ENCODED_SYMBOL_BYTES: Final = 240
 
 # numpy datetime units whose truncation gives the partition bucket, and the path label format.
 _BUCKET_UNITS: Final[dict[str, str]] = {"day": "D", "month": "M", "year": "Y"}
@@ -156,6 +160,22 @@ def _check_times(df: pd.DataFrame, time_column: str) -> None:
         raise LayoutError(f"column {time_column!r} has missing values (first rows: {rows}); drop or fill them")
 
 
+def _check_symbol_lengths(symbols: pd.Series) -> None:
+    """Symbols become one path segment (``symbol=<url-quoted>``): longer than a file name may be, they are refused."""
+    too_long = []
+    for symbol in pd.unique(symbols):
+        encoded = len(encode_symbol(symbol).encode())
+        if len(symbol) > MAX_SYMBOL_CHARS or encoded > MAX_ENCODED_SYMBOL_BYTES:
+            too_long.append((symbol, len(symbol), encoded))
+    if too_long:
+        symbol, chars, encoded = too_long[0]
+        raise LayoutError(
+            f"{len(too_long)} symbol(s) are too long for the lake, e.g. {symbol[:40]!r}... ({chars} characters, "
+            f"{encoded} bytes once URL-encoded in its path); a symbol may have at most {MAX_SYMBOL_CHARS} characters "
+            f"and {MAX_ENCODED_SYMBOL_BYTES} encoded bytes: map long identifiers to short codes (e.g. a ticker)"
+        )
+
+
 def _check_symbols(df: pd.DataFrame) -> None:
     symbols = df[SYMBOL_COLUMN]
     if pd.api.types.infer_dtype(symbols, skipna=True) == "string":
@@ -169,6 +189,7 @@ def _check_symbols(df: pd.DataFrame) -> None:
             f"column 'symbol' must hold non-empty strings; bad values {examples!r} at rows {rows}. "
             "Fix with df['symbol'] = df['symbol'].astype(str) or drop those rows"
         )
+    _check_symbol_lengths(symbols)
 
 
 def normalise_frame(df: pd.DataFrame, *, time_column: str) -> pd.DataFrame:

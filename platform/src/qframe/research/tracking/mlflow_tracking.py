@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import structlog
+from qframe.research.redaction import redact, remember_secrets_in_url
 from qframe.research.tracking.base import (
     ExperimentTracker,
     RunStatus,
@@ -83,20 +84,33 @@ def probe_tracking_server(uri: str, *, timeout_s: float) -> None:
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingUnavailableError(
-            f"MLflow tracking server at {uri} is not reachable ({reason}); {_fix_for(uri)}"
-        ) from exc
+            redact(f"MLflow tracking server at {uri} is not reachable ({reason}); {_fix_for(uri)}")
+        ) from None
     if status != 200:
         raise TrackingUnavailableError(
-            f"MLflow tracking server at {uri} answered /health with HTTP {status}; {_fix_for(uri)}"
+            redact(f"MLflow tracking server at {uri} answered /health with HTTP {status}; {_fix_for(uri)}")
         )
 
 
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")
+
+
 def _default_artifact_location(uri: str) -> str | None:
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
+    """Where artifacts go when the caller names no place; None lets a tracking server decide.
+
+    For a database store MLflow itself would pick ``./mlruns`` of whatever the current directory is, so
+    SQLite gets ``<db dir>/mlartifacts`` and the other databases must be told (TrackingError otherwise).
+    """
+    scheme = urlparse(uri).scheme.split("+", 1)[0]
+    if scheme not in DATABASE_SCHEMES:
         return None
+    if scheme != "sqlite":
+        raise TrackingError(
+            f"tracking URI {redact(uri)} is a database store, and MLflow would put its artifacts in ./mlruns of the "
+            "current directory; pass artifact_location='s3://bucket/mlartifacts' or 'file:///abs/dir' "
+            "(the qframe CLI uses <workdir>/mlartifacts), or track to an MLflow server (http://...)"
+        )
     db_path = Path(uri.removeprefix("sqlite:///"))
-    # Without this MLflow would put artifacts in ./mlruns relative to whatever the current directory is.
     return (db_path.parent / "mlartifacts").resolve().as_uri()
 
 
@@ -114,19 +128,27 @@ class MlflowTracker(ExperimentTracker):
         super().__init__()
         if not isinstance(tracking_uri, str) or ("://" not in tracking_uri and not tracking_uri.startswith("sqlite:")):
             raise ValueError(
-                f"tracking_uri {tracking_uri!r} is not a URI; use http://host:5000 or sqlite:////abs/path/mlflow.db"
+                f"tracking_uri {redact(tracking_uri)!r} is not a URI; use http://host:5000 or sqlite:////abs/path/mlflow.db"
             )
         if not experiment_name or not experiment_name.strip():
             raise ValueError("experiment_name must be a non-empty string, e.g. 'backtests'")
+        remember_secrets_in_url(tracking_uri)
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
+        location = artifact_location if artifact_location is not None else _default_artifact_location(tracking_uri)
         if urlparse(tracking_uri).scheme in ("http", "https"):
             probe_tracking_server(tracking_uri, timeout_s=connect_timeout_s)
         from mlflow.tracking import MlflowClient  # noqa: PLC0415 -- keep mlflow out of `import qframe.research`
 
         with self._translate("open the tracking store"):
-            self._client = MlflowClient(tracking_uri=tracking_uri)
-            self.experiment_id = self._experiment_id(artifact_location or _default_artifact_location(tracking_uri))
+            # postgresql:// would mean psycopg2 to SQLAlchemy, which is not installed; psycopg 3 is.
+            client_uri = (
+                "postgresql+psycopg://" + tracking_uri.split("://", 1)[1]
+                if tracking_uri.startswith(("postgresql://", "postgres://"))
+                else tracking_uri
+            )
+            self._client = MlflowClient(tracking_uri=client_uri)
+            self.experiment_id = self._experiment_id(location)
         self._sweep_strategies: dict[str, list[str]] = {}
 
     @property
@@ -145,8 +167,10 @@ class MlflowTracker(ExperimentTracker):
         except (MlflowException, OSError, ConnectionError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise TrackingUnavailableError(
-                f"MLflow could not {action} at {self.tracking_uri}: {message[:500]}; {_fix_for(self.tracking_uri)}"
-            ) from exc
+                redact(
+                    f"MLflow could not {action} at {self.tracking_uri}: {message[:500]}; {_fix_for(self.tracking_uri)}"
+                )
+            ) from None
 
     def _experiment_id(self, artifact_location: str | None) -> str:
         from mlflow.exceptions import MlflowException  # noqa: PLC0415
@@ -162,7 +186,7 @@ class MlflowTracker(ExperimentTracker):
                     raise
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(
-                f"experiment {self.experiment_name!r} at {self.tracking_uri} is deleted; restore it "
+                f"experiment {self.experiment_name!r} at {redact(self.tracking_uri)} is deleted; restore it "
                 f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) or use another name"
             )
         return str(experiment.experiment_id)
