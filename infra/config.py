@@ -330,6 +330,9 @@ class KafkaSettings(Closed):
     storage: Storage = "5Gi"
     resources: Resources = _resources("200m", "768Mi", "1", "1536Mi")
     topics: list[KafkaTopic] = Field(default_factory=_default_topics)
+    # How hard the brokers (every one a KRaft voter) are kept off each other's node: "required"
+    # leaves a broker Pending rather than put two voters on one node.
+    pod_anti_affinity: Literal["preferred", "required"] = "preferred"
 
     @model_validator(mode="after")
     def _quorum_and_topics(self) -> Self:

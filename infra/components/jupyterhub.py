@@ -25,6 +25,7 @@ from infra.components.dask import CLIENT_LABEL as DASK_CLIENT_LABEL
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
+from infra.components.kafka import secret_name as kafka_secret_name
 from infra.components.mlflow import CLIENT_ENV as MLFLOW_CLIENT_ENV
 from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
 from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
@@ -105,6 +106,7 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
         env["AWS_ENDPOINT_URL_S3"] = platform.object_store_endpoint
     if platform.kafka_bootstrap is not None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = platform.kafka_bootstrap
+        env["QFRAME_KAFKA_BOOTSTRAP_SERVERS"] = platform.kafka_bootstrap
     compute = platform.compute or ComputeAddresses()
     for name, value in (
         ("QFRAME_DASK_ADDRESS", compute.dask_scheduler),
@@ -119,6 +121,13 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
         secret_env = [
             {"name": "AWS_ACCESS_KEY_ID", "secretName": platform.object_store_secret, "key": "access-key"},
             {"name": "AWS_SECRET_ACCESS_KEY", "secretName": platform.object_store_secret, "key": "secret-key"},
+        ]
+    if platform.kafka_bootstrap is not None:
+        # Researchers read the market data as Kafka's "research" user (its ACLs: read, never write).
+        research = kafka_secret_name("research")
+        secret_env += [
+            {"name": "QFRAME_KAFKA_USERNAME", "secretName": research, "key": "username"},
+            {"name": "QFRAME_KAFKA_PASSWORD", "secretName": research, "key": "password"},
         ]
     return env, secret_env
 

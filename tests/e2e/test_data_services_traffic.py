@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT
+from infra.components.kafka import secret_name as kafka_secret
 from infra.components.object_store import CLIENT_LABEL as OBJECT_STORE_CLIENT
 from infra.components.object_store import consumer_secret_name as object_store_secret
 from infra.components.postgres import CLIENT_LABEL as POSTGRES_CLIENT
@@ -42,6 +43,12 @@ def client_pod(name: str, image: str, labels: Mapping[str, str]) -> dict[str, An
         secret_env("PG_USER", postgres_secret(POSTGRES_CONSUMER), "username"),
         secret_env("PG_DATABASE", postgres_secret(POSTGRES_CONSUMER), "database"),
         secret_env("PG_OTHER_DATABASE", postgres_secret(OTHER_DATABASE_OWNER), "database"),
+        secret_env("KAFKA_SERVERS", kafka_secret("research"), "bootstrap-servers"),
+        secret_env("KAFKA_MECHANISM", kafka_secret("research"), "sasl-mechanism"),
+        secret_env("KAFKA_WRITER", kafka_secret("ingestion"), "username"),
+        secret_env("KAFKA_WRITER_PASSWORD", kafka_secret("ingestion"), "password"),
+        secret_env("KAFKA_READER", kafka_secret("research"), "username"),
+        secret_env("KAFKA_READER_PASSWORD", kafka_secret("research"), "password"),
     ]
     return idle_pod(
         name, image, labels, env, requests={"cpu": "50m", "memory": "128Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
@@ -114,14 +121,39 @@ def test_postgres_consumer_logs_in_to_its_database_and_is_denied_another(
 
 
 KAFKA_SCRIPT = """
-    import json, uuid
-    from confluent_kafka import Consumer, Producer
-    servers, topic, marker = "kafka.qframe.svc:9092", "market-data.1m", str(uuid.uuid4())
-    producer = Producer({"bootstrap.servers": servers, "acks": "all"})
-    delivered = []
-    producer.produce(topic, key=b"e2e", value=marker.encode(), on_delivery=lambda err, msg: delivered.append(err))
-    producer.flush(30)
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": marker, "auto.offset.reset": "earliest"})
+    import json, os, uuid
+    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+    servers, topic, marker = os.environ["KAFKA_SERVERS"], "market-data.1m", str(uuid.uuid4())
+
+    def login(user, password):
+        return {"bootstrap.servers": servers, "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": os.environ["KAFKA_MECHANISM"], "sasl.username": os.environ[user],
+                "sasl.password": os.environ[password]}
+
+    def produce(config):
+        producer = Producer({**config, "acks": "all", "enable.idempotence": True, "message.timeout.ms": 20000})
+        delivered = []
+        producer.produce(topic, key=b"e2e", value=marker.encode(), on_delivery=lambda err, msg: delivered.append(err))
+        try:
+            producer.flush(30)
+        except (KafkaException, SystemError) as exc:  # a fatal error may surface from inside the callback
+            cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+            return cause.args[0].name() if isinstance(cause, KafkaException) else repr(exc)
+        return "delivered" if delivered == [None] else (delivered[0].name() if delivered else "queued")
+
+    def anonymous():
+        admin = AdminClient({"bootstrap.servers": servers})
+        try:
+            admin.list_topics(timeout=8)
+            return "answered"
+        except KafkaException as exc:
+            return exc.args[0].name()
+
+    writer = produce(login("KAFKA_WRITER", "KAFKA_WRITER_PASSWORD"))
+    reader_writing = produce(login("KAFKA_READER", "KAFKA_READER_PASSWORD"))
+    consumer = Consumer({**login("KAFKA_READER", "KAFKA_READER_PASSWORD"), "group.id": "research.e2e-" + marker,
+                         "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     seen = False
     for _ in range(60):
@@ -130,13 +162,22 @@ KAFKA_SCRIPT = """
             seen = True
             break
     consumer.close()
-    print(json.dumps({"delivered": delivered == [None], "consumed": seen}))
+    print(json.dumps({"writer": writer, "consumed": seen, "reader_writing": reader_writing,
+                      "anonymous": anonymous()}))
 """
 
 
-def test_kafka_topic_round_trip(devstack: DevStack, pods: dict[str, str]) -> None:
+def test_kafka_consumers_authenticate_and_anonymous_clients_are_refused(
+    devstack: DevStack, pods: dict[str, str]
+) -> None:
+    """ingestion writes and research reads with their own logins; research may not write, and a client
+    the NetworkPolicy admits but that sends no login gets nothing from the brokers."""
     result = last_json(run_in(devstack, pods["client"], KAFKA_SCRIPT))
-    assert result == {"delivered": True, "consumed": True}
+    assert result["writer"] == "delivered", result
+    assert result["consumed"] is True, result
+    assert result["reader_writing"] in {"CLUSTER_AUTHORIZATION_FAILED", "TOPIC_AUTHORIZATION_FAILED"}, result
+    # The SASL listener drops a client that speaks plain Kafka: no metadata, a transport failure.
+    assert result["anonymous"] in {"_TRANSPORT", "_TIMED_OUT", "_ALL_BROKERS_DOWN"}, result
 
 
 CONNECT_SCRIPT = f"""

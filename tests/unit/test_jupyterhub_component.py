@@ -70,7 +70,10 @@ def test_users_env_points_at_the_platform_endpoints_with_the_names_settings_read
     assert secret_env == [
         {"name": "AWS_ACCESS_KEY_ID", "secretName": "object-store-notebooks", "key": "access-key"},
         {"name": "AWS_SECRET_ACCESS_KEY", "secretName": "object-store-notebooks", "key": "secret-key"},
+        {"name": "QFRAME_KAFKA_USERNAME", "secretName": "kafka-research", "key": "username"},
+        {"name": "QFRAME_KAFKA_PASSWORD", "secretName": "kafka-research", "key": "password"},
     ]
+    assert env["QFRAME_KAFKA_BOOTSTRAP_SERVERS"] == "kafka.qframe.svc:9092"
     # Every QFRAME_* variable is one qframe.research.settings reads (a typo would be ignored silently).
     fields = {f"QFRAME_{name.upper()}" for name in ResearchSettings.model_fields}
     assert {name for name in env if name.startswith("QFRAME_")} <= fields

@@ -184,8 +184,12 @@ def publish_bars(
     while remaining and time.monotonic() < deadline:
         try:
             remaining = producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
-        except KafkaException as exc:  # fatal, e.g. the broker's ACLs refuse this user any write
-            raise KafkaIngestError(f"Kafka refused publishing to {topic!r}: {exc.args[0].str()}") from exc
+        except (KafkaException, SystemError) as exc:  # fatal, e.g. the broker's ACLs refuse this user any write
+            # A fatal error raised while a delivery callback runs surfaces as SystemError caused by it.
+            cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+            if not isinstance(cause, KafkaException):
+                raise
+            raise KafkaIngestError(f"Kafka refused publishing to {topic!r}: {cause.args[0].str()}") from exc
         login.raise_if_refused(config.get("sasl.username"))
     if errors or remaining:
         raise KafkaIngestError(
