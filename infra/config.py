@@ -8,6 +8,7 @@ Python. Each top-level field is one Pulumi config key ``qframe-research:<field>`
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -41,6 +42,8 @@ _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _REGISTRY = re.compile(r"^[a-z0-9]+([._:/-][a-z0-9]+)*$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Every pattern here is applied with fullmatch: re.match with "$" also matches before a trailing
+# "\n", so "qframe\n" would pass the check and fail only when Kubernetes sees it.
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
@@ -52,10 +55,26 @@ _CLAIM = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a DNS-1123 label: use at most 63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
+        )
+    return value
+
+
+# Namespaces the cluster itself owns: the stack labels its namespace for restricted Pod Security and
+# default-deny networking, and `pulumi destroy` deletes it, neither of which may happen to these.
+_SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _namespace(value: str) -> str:
+    _dns_label(value)
+    if value in _SYSTEM_NAMESPACES or value.startswith("kube-"):
+        raise ValueError(
+            f"{value!r} belongs to the cluster itself: the stack would put restricted Pod Security and "
+            "default-deny policies on it and `pulumi destroy` would delete it; choose a namespace of "
+            "the platform's own, such as qframe"
         )
     return value
 
@@ -64,7 +83,7 @@ def _label_key(value: str) -> str:
     prefix, _, name = value.rpartition("/")
     if prefix and (len(prefix) > 253 or not all(_dns_label_ok(part) for part in prefix.split("."))):
         raise ValueError(f"label key {value!r} has an invalid prefix; use a DNS subdomain such as example.com/")
-    if len(name) > 63 or not _LABEL_NAME.match(name):
+    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
         raise ValueError(
             f"label key {value!r} is invalid: the name part takes at most 63 letters, digits, '-', '_', '.'"
         )
@@ -72,11 +91,11 @@ def _label_key(value: str) -> str:
 
 
 def _dns_label_ok(part: str) -> bool:
-    return len(part) <= 63 and bool(_DNS_LABEL.match(part))
+    return len(part) <= 63 and bool(_DNS_LABEL.fullmatch(part))
 
 
 def _label_value(value: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise ValueError(
             f"label value {value!r} is invalid: at most 63 letters, digits, '-', '_', '.', "
             "starting and ending with a letter or digit"
@@ -87,13 +106,13 @@ def _label_value(value: str) -> str:
 def _image_tag(value: str) -> str:
     if value == "latest":
         raise ValueError("'latest' is not a pinned tag; name an exact version such as 0.1.0 or a sha256 digest")
-    if not (_IMAGE_TAG.match(value) or _DIGEST.match(value)):
+    if not (_IMAGE_TAG.fullmatch(value) or _DIGEST.fullmatch(value)):
         raise ValueError(f"{value!r} is not an image tag; use letters, digits, '.', '_', '-' or sha256:<64 hex>")
     return value
 
 
 def _registry(value: str) -> str:
-    if not _REGISTRY.match(value):
+    if not _REGISTRY.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an image registry prefix; use lowercase path segments such as 'qframe' "
             "or '<registry-host>/qframe', without a trailing '/'"
@@ -107,7 +126,7 @@ def _bucket(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         ip_like = False
-    if not _BUCKET.match(value) or ".." in value or ip_like or value.startswith("xn--"):
+    if not _BUCKET.fullmatch(value) or ".." in value or ip_like or value.startswith("xn--"):
         raise ValueError(
             f"{value!r} is not a valid S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
             "starting and ending with a letter or digit, not an IP address"
@@ -135,7 +154,7 @@ def _storage(value: str) -> str:
 
 def _matches(pattern: re.Pattern[str], what: str, example: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not {what}; expected something like {example}")
         return value
 
@@ -143,6 +162,7 @@ def _matches(pattern: re.Pattern[str], what: str, example: str) -> AfterValidato
 
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+NamespaceName = Annotated[str, AfterValidator(_namespace)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
 ImageTag = Annotated[str, AfterValidator(_image_tag)]
@@ -151,7 +171,19 @@ BucketName = Annotated[str, AfterValidator(_bucket)]
 Cpu = Annotated[str, AfterValidator(_cpu)]
 Memory = Annotated[str, AfterValidator(_memory)]
 Storage = Annotated[str, AfterValidator(_storage)]
-TopicName = Annotated[str, _matches(_TOPIC, "a Kafka topic name", "market-data.1m")]
+
+
+def _topic(value: str) -> str:
+    if not _TOPIC.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Kafka topic name: 1-249 letters, digits, '.', '_' or '-', e.g. market-data.1m"
+        )
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} is refused by Kafka as a topic name (it is a path on the broker's disk)")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic)]
 AwsRegion = Annotated[str, _matches(_AWS_REGION, "an AWS region", "eu-west-1")]
 SubnetId = Annotated[str, _matches(_SUBNET, "a subnet id", "subnet-0a1b2c3d4e5f60718")]
 SecurityGroupId = Annotated[str, _matches(_SECURITY_GROUP, "a security group id", "sg-0a1b2c3d4e5f60718")]
@@ -181,11 +213,16 @@ class RuleError(ValueError):
 
 
 class Closed(BaseModel):
-    """Base for every section: unknown keys are errors, YAML keys are camelCase, models are frozen."""
+    """Base for every section: unknown keys are errors, YAML keys are camelCase, models are frozen.
+
+    Strict: ``replicas: true`` is not 1, ``partitions: "3"`` or ``3.0`` is not 3, ``enabled: 1`` is
+    not true; a value of the wrong type is refused instead of guessed at.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
@@ -284,9 +321,24 @@ class ObjectStoreSettings(Closed):
     s3: S3Settings = Field(default_factory=S3Settings)
 
 
+def _pod_network(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form such as 10.244.0.0/16 ({exc})") from None
+    if network.prefixlen == 0:
+        raise ValueError(f"{value!r} admits every address; name the cluster's pod network, e.g. 10.244.0.0/16")
+    return value
+
+
 class InClusterPostgresSettings(Closed):
     storage: Storage = "5Gi"
     resources: Resources = _resources("100m", "256Mi", "1", "1Gi")
+    # pg_hba.conf lets logins come only from these networks (scram-sha-256): the cluster's pod
+    # network (10.244.0.0/16 on the dev node and most kubeadm clusters).
+    pod_networks: Annotated[list[Annotated[str, AfterValidator(_pod_network)]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["10.244.0.0/16"]
+    )
 
 
 class RdsSettings(Closed):
@@ -325,6 +377,10 @@ def _default_topics() -> list[KafkaTopic]:
     ]
 
 
+# The smallest JVM heap a broker gets (infra/components/kafka.py gives it half the memory limit).
+KAFKA_MIN_HEAP_MIB = 256
+
+
 class KafkaSettings(Closed):
     replicas: Annotated[int, Field(ge=1, le=9)] = 1
     storage: Storage = "5Gi"
@@ -346,16 +402,38 @@ class KafkaSettings(Closed):
                 f"than {self.replicas - 1}; use an odd count (1, 3, 5)",
             )
         seen: set[str] = set()
+        metric_names: dict[str, str] = {}
         for index, topic in enumerate(self.topics):
             if topic.name in seen:
                 raise RuleError(f"topics[{index}].name", topic.name, "is listed twice; topic names must be unique")
             seen.add(topic.name)
+            # Kafka refuses to create a topic that differs from another only by '.' versus '_'
+            # (their metric names collide), so the bootstrap Job would fail half-way.
+            other = metric_names.setdefault(topic.name.replace(".", "_"), topic.name)
+            if other != topic.name:
+                raise RuleError(
+                    f"topics[{index}].name",
+                    topic.name,
+                    f"collides with topic {other!r}: Kafka treats '.' and '_' alike in topic names; rename one",
+                )
             if topic.replication_factor is not None and topic.replication_factor > self.replicas:
                 raise RuleError(
                     f"topics[{index}].replicationFactor",
                     topic.replication_factor,
                     f"exceeds kafka.replicas ({self.replicas}); a topic cannot have more replicas than brokers",
                 )
+        # The broker's JVM heap is half the memory limit but never below KAFKA_MIN_HEAP_MIB; under
+        # twice that floor the heap alone would not fit in the container and the broker is
+        # OOM-killed at start.
+        floor = 2 * KAFKA_MIN_HEAP_MIB * 2**20
+        if parse_quantity(self.resources.limits.memory) < floor:
+            raise RuleError(
+                "resources.limits.memory",
+                self.resources.limits.memory,
+                f"is below {2 * KAFKA_MIN_HEAP_MIB}Mi: the broker's JVM heap is half the limit and at least "
+                f"{KAFKA_MIN_HEAP_MIB} MiB, so it would not fit in the container; use at least "
+                f"{2 * KAFKA_MIN_HEAP_MIB}Mi (1536Mi is the default)",
+            )
         return self
 
 
@@ -625,11 +703,35 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
+# Label prefixes a stack label may not use, with what it would break. The platform selects pods by
+# qframe.io/* labels (client labels such as qframe.io/postgres-client open a service's
+# NetworkPolicy), so a stack label there would grant every pod that access; kubernetes.io and
+# k8s.io (and their subdomains, e.g. pod-security.kubernetes.io) belong to Kubernetes.
+RESERVED_LABEL_PREFIXES: dict[str, str] = {
+    "app.kubernetes.io/": "are set by the platform itself",
+    "qframe.io/": "are set by the platform itself and select pods for NetworkPolicies (as a stack label, "
+    "every pod would become e.g. a Postgres client)",
+    "kubernetes.io/": "belong to Kubernetes (e.g. kubernetes.io/metadata.name, which DNS policies select on)",
+    "k8s.io/": "belong to Kubernetes",
+}
+
+
+def _reserved_label_prefix(key: str) -> str | None:
+    prefix, slash, _ = key.rpartition("/")
+    if not slash:
+        return None
+    for reserved in RESERVED_LABEL_PREFIXES:
+        domain = reserved.removesuffix("/")
+        if prefix == domain or prefix.endswith("." + domain):
+            return reserved
+    return None
+
+
 class StackConfig(Closed):
     """The whole stack. Defaults describe the laptop-sized dev stack."""
 
     environment: Literal["dev", "staging", "prod"] = "dev"
-    namespace: DnsLabel = "qframe"
+    namespace: NamespaceName = "qframe"
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     protect_stateful: bool = False
     images: Images = Field(default_factory=Images)
@@ -694,12 +796,13 @@ class StackConfig(Closed):
                 f"(this stack is {self.environment}); choose native, github or generic-oauth",
             )
         for key, label in self.labels.items():
-            if key.startswith("app.kubernetes.io/"):
+            reserved = _reserved_label_prefix(key)
+            if reserved is not None:
                 raise RuleError(
                     f"labels.{key}",
                     label,
-                    "app.kubernetes.io/* labels are set by the platform itself; choose another key "
-                    "such as team or cost-center",
+                    f"{reserved}* labels (and those of its subdomains) {RESERVED_LABEL_PREFIXES[reserved]}; "
+                    "choose another key such as team or cost-center",
                 )
         return self
 
@@ -740,15 +843,53 @@ def parse_raw_config(raw: Mapping[str, Any], *, stack: str = "dev") -> StackConf
     left alone. Structured values arrive from the Pulumi engine as JSON text, scalars as text.
     """
     sections: dict[str, Any] = {}
+    problems: list[str] = []
     for key, value in raw.items():
         namespace, _, name = key.partition(":")
-        if namespace != PROJECT or not name:
+        if namespace == PROJECT and name:
+            sections[name] = _top_level_scalar(name, decode_value(value))
             continue
-        sections[name] = decode_value(value)
+        problem = foreign_key_problem(key)
+        if problem is not None:
+            problems.append(problem)
     try:
-        return StackConfig.model_validate(sections)
+        cfg = StackConfig.model_validate(sections)
     except ValidationError as exc:
-        raise StackConfigError(format_errors(exc, stack=stack)) from None
+        problems += error_lines(exc)
+    if problems:
+        raise StackConfigError(problems_message(problems, stack=stack))
+    return cfg
+
+
+def foreign_key_problem(key: str) -> str | None:
+    """A problem line for a key outside the project's namespace that looks like a mistake, else None.
+
+    Keys of other namespaces belong to providers, but one that is the project's name misspelled
+    (``qframe-reserch:kafka``) would be read by nothing: the stack would deploy its defaults.
+    """
+    namespace, colon, name = key.partition(":")
+    if not colon:
+        return (
+            f"  - {key}: has no namespace, so nothing reads it; Pulumi config keys are <namespace>:<name>, "
+            f"e.g. {PROJECT}:{key}"
+        )
+    if namespace == PROJECT and not name:
+        return f"  - {key}: names no key; write {PROJECT}:<key>, e.g. {PROJECT}:namespace"
+    normalized = namespace.lower().replace("_", "-").replace(".", "-")
+    if normalized == PROJECT or difflib.SequenceMatcher(None, normalized, PROJECT).ratio() >= 0.75:
+        return (
+            f"  - {key}: unknown namespace {namespace!r}, so nothing reads this key and the stack would "
+            f"silently deploy the default; did you mean {PROJECT}:{name}?"
+        )
+    return None
+
+
+def _top_level_scalar(name: str, value: Any) -> Any:
+    """Pulumi hands top-level scalars over as text: "true"/"false" become booleans where one is expected."""
+    field = next((f for n, f in StackConfig.model_fields.items() if name in (n, f.alias)), None)
+    if field is not None and field.annotation is bool and value in ("true", "false"):
+        return value == "true"
+    return value
 
 
 def decode_value(value: Any) -> Any:
@@ -804,6 +945,18 @@ def key_path(loc: tuple[int | str, ...]) -> str:
 
 
 def format_errors(exc: ValidationError, *, stack: str) -> str:
+    return problems_message(error_lines(exc), stack=stack)
+
+
+_TYPE_HINTS = {
+    "int_type": "write a whole number without quotes (not true/false, not 3.0)",
+    "bool_type": "write true or false without quotes",
+    "string_type": 'write text (quote numbers such as cpu: "1")',
+}
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """One ``  - <key> = <value>: <problem>`` line per validation error."""
     lines = []
     for error in exc.errors(include_url=False):
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -821,13 +974,22 @@ def format_errors(exc: ValidationError, *, stack: str) -> str:
             )
         elif error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
-            message = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+            message = "unknown key" + (f"; did you mean {close[0]}?" if close else "")
+            message += f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] in _TYPE_HINTS:
+            message = f"{message}; {_TYPE_HINTS[error['type']]}"
         value = "" if error["type"] == "missing" else f" = {json.dumps(error.get('input'), default=str)}"
         if error["type"] in ("model_type", "dict_type"):
             value = ""
         lines.append(f"  - {key_path(loc)}{value}: {message}")
+    return lines
+
+
+def problems_message(lines: list[str], *, stack: str) -> str:
+    """The whole error text: every problem at once, and how to fix it."""
     count = len(lines)
     return (
         f"Stack config of stack '{stack}' is invalid ({count} problem{'s' if count != 1 else ''}); "

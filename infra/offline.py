@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
@@ -28,6 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 from infra.config import PROJECT
 from infra.passwords import GENERATED_KIND
 from infra.program import main
+from infra.stack_file import read_stack_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DYNAMIC_RESOURCE = "pulumi-python:dynamic:Resource"
@@ -165,13 +165,17 @@ def _unwrap_secrets(value: Any) -> Any:
 
 
 def load_stack_file(path: Path) -> dict[str, str]:
-    """Pulumi's flat config map for a stack file: structured values as JSON text, scalars as text."""
-    document = yaml.safe_load(path.read_text()) or {}
-    config = document.get("config") or {}
+    """Pulumi's flat config map for a stack file: structured values as JSON text, scalars as text.
+
+    The file is read strictly (infra/stack_file.py): duplicate keys, YAML errors and a malformed
+    ``config:`` raise a StackConfigError naming the key. Encrypted values of other namespaces
+    (providers' credentials) cannot be decrypted offline and are not read by the program: skipped.
+    """
+    config = read_stack_file(path, stack=stack_name_of(path))
     flat: dict[str, str] = {}
     for key, value in config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            raise ValueError(f"{path}: {key} is an encrypted value; fixture stacks must not hold secrets")
+            continue
         flat[key] = config_text(value)
     return flat
 

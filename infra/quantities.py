@@ -27,7 +27,9 @@ _QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?P<suffix>Ki|
 
 def parse_quantity(text: str) -> Decimal:
     """Returns the value of a Kubernetes quantity; raises ValueError naming the accepted forms."""
-    match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
+    # No strip(): Kubernetes refuses "512Mi " and "1\n", so accepting them here would only move the
+    # failure from the config check to the middle of a deploy.
+    match = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(
             f"{text!r} is not a Kubernetes quantity; use a number with an optional suffix "

@@ -168,3 +168,43 @@ def test_init_script_rejects_a_consumer_bucket_outside_the_list(minio_server: Mi
     proc = run_script(minio_server, config, {})
     assert proc.returncode == 2
     assert "platform buckets" in proc.stderr
+
+
+def test_root_and_consumer_credentials_can_all_come_from_files(minio_server: MinioServer, tmp_path: Path) -> None:
+    # As in the chart's Job: *_FILE for the root pair, accessKeyFile/secretKeyFile per consumer,
+    # and no credential in the environment at all.
+    files = {
+        "root-user": minio_server.root_user,
+        "root-password": minio_server.root_password,
+        "access-key": "filed-qframe",
+        "secret-key": secrets.token_hex(20),
+    }
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n", encoding="utf-8")
+    config = tmp_path / "config.json"
+    consumer = {
+        "name": "filed",
+        "buckets": [LAKE],
+        "access": "readonly",
+        "accessKeyFile": str(tmp_path / "access-key"),
+        "secretKeyFile": str(tmp_path / "secret-key"),
+    }
+    config.write_text(json.dumps({"buckets": [LAKE], "versioning": True, "consumers": [consumer]}), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--endpoint", minio_server.endpoint, "--config-json", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            "MINIO_ROOT_USER_FILE": str(tmp_path / "root-user"),
+            "MINIO_ROOT_PASSWORD_FILE": str(tmp_path / "root-password"),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert files["secret-key"] not in proc.stdout + proc.stderr
+    assert minio_server.root_password not in proc.stdout + proc.stderr
+    s3 = client(minio_server, files["access-key"], files["secret-key"])
+    s3.head_bucket(Bucket=LAKE)
+    assert denied(s3.put_object, Bucket=LAKE, Key="x.txt", Body=b"readonly")

@@ -171,3 +171,46 @@ def test_bad_consumer_lists_fail_before_connecting(
     proc = run_script(postgres, consumers)
     assert proc.returncode == 1
     assert message in proc.stderr
+
+
+def test_superuser_password_comes_from_a_file_as_in_the_chart_job(postgres: PostgresService, tmp_path: Path) -> None:
+    # The chart mounts every password as a file and sets no PGPASSWORD: the script must log in
+    # with --password-file alone, and a wrong file must fail the login.
+    name = f"fileuser_{secrets.token_hex(3)}"
+    secret = password()
+    (tmp_path / "superuser").write_text(postgres.password + "\n", encoding="utf-8")
+    (tmp_path / "consumer").write_text(secret + "\n", encoding="utf-8")
+    consumers = tmp_path / "consumers.json"
+    consumers.write_text(json.dumps([{"name": name, "passwordFile": str(tmp_path / "consumer")}]), encoding="utf-8")
+    dsn = f"host={postgres.host} port={postgres.port} user={postgres.user} dbname={postgres.dbname}"
+    command = [sys.executable, str(SCRIPT), "--dsn", dsn, "--consumers-json", str(consumers)]
+    no_password_env = {"PATH": "/usr/bin:/bin", "PGPASSFILE": str(tmp_path / "no-such-pgpass")}
+    try:
+        proc = subprocess.run(
+            [*command, "--password-file", str(tmp_path / "superuser")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=no_password_env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert postgres.password not in proc.stdout + proc.stderr
+        with connect_as(postgres, name, secret, name) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (name,)
+        (tmp_path / "wrong").write_text("not-the-password\n", encoding="utf-8")
+        wrong = subprocess.run(
+            [*command, "--password-file", str(tmp_path / "wrong")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=no_password_env,
+        )
+        assert wrong.returncode == 1
+        assert "password authentication failed" in wrong.stderr
+        assert "not-the-password" not in wrong.stdout + wrong.stderr
+    finally:
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -56,6 +56,7 @@ SAMPLES: dict[str, list[Any]] = {
     "postgres.rds.engineVersion": ["17.2"],
     "postgres.rds.subnetIds": [["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719", "subnet-0a1b2c3d4e5f6071a"]],
     "postgres.rds.securityGroupIds": [["sg-0a1b2c3d4e5f60718", "sg-0a1b2c3d4e5f60719"]],
+    "postgres.inCluster.podNetworks": [["10.42.0.0/16"]],
     "kafka.topics[0].name": ["trades"],
     "aws.region": ["us-east-1"],
     "mlflow.auth.adminUsername": ["root"],

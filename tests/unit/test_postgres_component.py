@@ -52,6 +52,7 @@ def test_build_values_from_the_dev_stack() -> None:
         "existingSecret": "postgres-superuser",
         "secretKey": "postgres-password",
         "username": "postgres",
+        "allowedCIDRs": ["10.244.0.0/16"],
     }
     assert values["consumers"] == [
         {"name": "mlflow", "existingSecret": "postgres-mlflow"},
@@ -74,7 +75,7 @@ def test_build_values_from_the_dev_stack() -> None:
 
 def test_build_values_follow_the_stack_config() -> None:
     cfg = dev_config(
-        postgres={"kind": "in-cluster", "inCluster": {"storage": "20Gi"}},
+        postgres={"kind": "in-cluster", "inCluster": {"storage": "20Gi", "podNetworks": ["10.42.0.0/16", "fd00::/48"]}},
         images={"registry": "registry.example.com/qframe", "tags": {"postgres": "sha256:" + "a" * 64}},
     )
     values = postgres_values(cfg, superuser_secret="root", consumer_secrets={"mlflow": "m"})
@@ -82,6 +83,7 @@ def test_build_values_follow_the_stack_config() -> None:
     assert values["image"]["repository"] == "registry.example.com/qframe/postgres"
     assert values["image"]["digest"] == "sha256:" + "a" * 64
     assert values["consumers"] == [{"name": "mlflow", "existingSecret": "m"}]
+    assert values["auth"]["allowedCIDRs"] == ["10.42.0.0/16", "fd00::/48"]
 
 
 def test_protect_stateful_protects_the_release_and_the_secrets() -> None:

@@ -28,7 +28,7 @@ def test_milli_and_decimal_forms_are_equal() -> None:
     assert parse_quantity("100m") == parse_quantity("0.1")
 
 
-@pytest.mark.parametrize("text", ["", "2 Gi", "1.5.2", "-1", "2GB", "ten", "Gi"])
+@pytest.mark.parametrize("text", ["", "2 Gi", "1.5.2", "-1", "2GB", "ten", "Gi", "512Mi ", " 1", "2Gi\n", "1\t"])
 def test_rejects_non_quantities_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="such as 500m"):
         parse_quantity(text)

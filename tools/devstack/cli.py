@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.config import StackConfigError
+from infra.stack_file import read_stack_file
 from tools.devstack.cluster import CONTROL_PLANE_TOOLS, ClusterError, LocalCluster
 from tools.devstack.node.endpoints import endpoint_lines
 from tools.devstack.node.hostnet import HostError
@@ -53,7 +55,16 @@ def cluster_kind(environ: dict[str, str] | os._Environ[str]) -> str:
     return "node" if wants_local_cluster(environ) else "external"
 
 
-STEP_ERRORS = (MissingToolError, ClusterError, PulumiError, FileNotFoundError, NodeError, ImagesError, HostError)
+STEP_ERRORS = (
+    MissingToolError,
+    ClusterError,
+    PulumiError,
+    FileNotFoundError,
+    NodeError,
+    ImagesError,
+    HostError,
+    StackConfigError,
+)
 
 
 def _step(number: int, total: int, title: str, action: Callable[[], T]) -> T:
@@ -209,12 +220,25 @@ def _up_node(node: RealNode, stack: str, state: StateDirs, *, node_only: bool) -
     )
 
 
+def _check_stack_file(stack: str) -> None:
+    """Refuses a malformed Pulumi.<stack>.yaml before any cluster is started (no file: prepare says so)."""
+    path = REPO_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return
+    try:
+        read_stack_file(path, stack=stack)
+    except StackConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def up(
     stack: StackOption = "dev",
     node_only: Annotated[bool, typer.Option(help="Real node only: no stack, only the node's own images")] = False,
 ) -> None:
     """Create (or reuse) the cluster and run `pulumi up` of the stack; print its outputs."""
+    _check_stack_file(stack)
     state = StateDirs.default()
     cluster, kubeconfig = _target(state)
     if isinstance(cluster, RealNode):

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from infra.stack_file import read_stack_file
 from tools.devstack.paths import StateDirs, require_tools
 from tools.paths import REPO_ROOT, TOOLS_BIN, VENV_BIN
 
@@ -82,6 +83,9 @@ class PulumiWorkspace:
         repo_project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
         _write_yaml(self.project_dir / "Pulumi.yaml", project_file(repo_project, self.project_dir))
         previous = yaml.safe_load(self.stack_path.read_text()) if self.stack_path.is_file() else None
+        # Strictly first: the copy below is re-dumped by PyYAML, which would silently keep only the
+        # last of two equal keys before pulumi ever saw the file.
+        read_stack_file(repo_stack_path, stack=self.stack)
         _write_yaml(self.stack_path, stack_file(yaml.safe_load(repo_stack_path.read_text()) or {}, previous))
         if not self.state.passphrase_file.is_file():
             # The passphrase only guards this clone's local state; it never leaves .state/.

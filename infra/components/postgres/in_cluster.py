@@ -49,7 +49,12 @@ def build_values(
     return {
         "commonLabels": scope.chart_labels(),
         "image": image.chart_values(),
-        "auth": {"existingSecret": superuser_secret, "secretKey": SUPERUSER_SECRET_KEY, "username": SUPERUSER},
+        "auth": {
+            "existingSecret": superuser_secret,
+            "secretKey": SUPERUSER_SECRET_KEY,
+            "username": SUPERUSER,
+            "allowedCIDRs": list(settings.pod_networks),
+        },
         "consumers": [{"name": name, "existingSecret": secret} for name, secret in consumer_secrets.items()],
         "persistence": {"size": settings.storage},
         "resources": settings.resources.model_dump(),
