@@ -199,7 +199,9 @@ def charts_template(
 def charts_diff(
     release: Annotated[str | None, typer.Argument(help="one release or chart (default: every release)")] = None,
     stack: Stack = "dev",
-    namespace: Namespace = DEFAULT_NAMESPACE,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="where the stack is deployed (default: the stack's)")
+    ] = None,
     context: Context = None,
     output: OutputOpt = Output.table,
     all_objects: Annotated[bool, typer.Option("--all", help="list objects in sync too")] = False,
@@ -207,15 +209,16 @@ def charts_diff(
     """Compare the stack's rendered objects with the live ones; exit 1 when something drifted."""
     from infra.ops.kube import KIND_TO_RESOURCE
 
+    specs = _releases_of(stack, namespace, release)
     helm = make_helm(context)
-    live = cluster(namespace, context)
+    live = cluster(namespace or specs[0].namespace, context)
 
     def fetch(kind: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = live.get(KIND_TO_RESOURCE[kind], name)
         return found
 
     results: list[diffs.ObjectDiff] = []
-    for spec in _releases_of(stack, namespace, release):
+    for spec in specs:
         results.extend(diffs.diff_release(spec.release, helm.template(spec), fetch, KIND_TO_RESOURCE.__contains__))
     shown = [r for r in results if all_objects or r.state != "in sync"]
     rows = [
@@ -406,7 +409,7 @@ def rollback(
 
 def service_pods(live: Any, service: str) -> list[dict[str, Any]]:
     """The pods of a catalogue service (or of a release/instance name); 'not deployed' when none."""
-    from infra.ops.services import CATALOGUE, DASK_CLUSTER, INSTANCE, RAY_CLUSTER
+    from infra.ops.services import CATALOGUE, DASK_CLUSTER, INSTANCE, NAME, RAY_CLUSTER
 
     _require_namespace(live)
     spec = next((s for s in CATALOGUE if s.name == service), None)
@@ -415,7 +418,8 @@ def service_pods(live: Any, service: str) -> list[dict[str, Any]]:
         pods = live.list("pods", selector=label) or []
     else:
         releases = spec.releases if spec is not None else (service,)
-        pods = live.list("pods", selector=f"{INSTANCE} in ({','.join(releases)})") or []
+        key = NAME if spec is not None and spec.operator else INSTANCE
+        pods = live.list("pods", selector=f"{key} in ({','.join(releases)})") or []
     if not pods:
         known = ", ".join(s.name for s in CATALOGUE)
         raise OpsError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 from collections.abc import Awaitable, Sequence
@@ -23,6 +24,8 @@ from infra.ops.errors import OpsError
 from infra.ops.stack import REPO_ROOT, ReleaseSpec
 
 PINNED_HELM = REPO_ROOT / ".tools" / "bin" / "helm"
+# pyhelm3 logs each failed helm command as a warning; the CLI reports the failure itself, once.
+logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
 _OFFLINE_VERBS = ("template", "lint")
 T = TypeVar("T")
 

@@ -43,9 +43,9 @@ CATALOGUE: tuple[ServiceSpec, ...] = (
     ServiceSpec("kafka", releases=("kafka",)),
     ServiceSpec("mlflow", releases=("mlflow",)),
     ServiceSpec("jupyterhub", releases=("jupyterhub",)),
-    ServiceSpec("dask-operator", releases=("dask-operator", "dask-kubernetes-operator"), operator=True),
+    ServiceSpec("dask-operator", releases=("dask-operator",), operator=True),
     ServiceSpec("dask", custom_resource="daskclusters"),
-    ServiceSpec("ray-operator", releases=("kuberay-operator", "ray-operator"), operator=True),
+    ServiceSpec("ray-operator", releases=("kuberay-operator",), operator=True),
     ServiceSpec("ray", custom_resource="rayclusters"),
 )
 
@@ -192,9 +192,16 @@ def _workload_counts(kind: str, obj: Mapping[str, Any]) -> tuple[int, int, list[
     return desired, ready, problems
 
 
+def claims(spec: ServiceSpec, obj: Mapping[str, Any]) -> bool:
+    """Chart objects carry the release as instance; operators the program deploys carry their name."""
+    labels = _labels(obj)
+    key = NAME if spec.operator else INSTANCE
+    return labels.get(key) in spec.releases
+
+
 def _release_status(spec: ServiceSpec, snap: Snapshot, now: datetime) -> ServiceStatus | None:
     def claimed(obj: Mapping[str, Any]) -> bool:
-        return _labels(obj).get(INSTANCE) in spec.releases
+        return claims(spec, obj)
 
     workloads = [("Deployment", d) for d in snap.deployments if claimed(d)]
     workloads += [("StatefulSet", s) for s in snap.statefulsets if claimed(s)]
@@ -275,12 +282,13 @@ def service_statuses(snap: Snapshot, now: datetime | None = None) -> list[Servic
     for spec in CATALOGUE:
         found = _custom_resource_status(spec, snap, now) if spec.custom_resource else _release_status(spec, snap, now)
         rows.append(found or ServiceStatus(service=spec.name, state=NOT_DEPLOYED))
-    claimed_releases = {r for spec in CATALOGUE for r in spec.releases}
     others: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for kind, items in (("Deployment", snap.deployments), ("StatefulSet", snap.statefulsets)):
         for obj in items:
             labels = _labels(obj)
-            if labels.get(INSTANCE) in claimed_releases or DASK_CLUSTER in labels or RAY_CLUSTER in labels:
+            if any(claims(spec, obj) for spec in CATALOGUE if spec.releases):
+                continue
+            if DASK_CLUSTER in labels or RAY_CLUSTER in labels:
                 continue
             group = labels.get(INSTANCE) or labels.get(NAME) or _name(obj)
             others.setdefault(group, []).append((kind, obj))
