@@ -140,7 +140,9 @@ def test_simulate_paths_match_the_reference(strategy: str) -> None:
     for combo in _random_combos(strategy, np.random.default_rng(5), 4):
         for window in (None, (150, 380)):
             start, end = window or (0, N_BARS)
-            result = simulate(strategy, data, combo, costs=costs, initial_capital=1_000.0, window=window)
+            result = simulate(
+                strategy, data, combo, costs=costs, initial_capital=1_000.0, bars_per_year=252.0, window=window
+            )
             expected = run_reference(
                 REFERENCE_TARGETS[strategy](bars, combo),
                 bars.close,

@@ -98,8 +98,10 @@ def test_rows_equal_a_direct_evaluate_task_call(market: dict[str, MarketData]) -
         split=None,
         costs=CostModel(),
         initial_capital=100_000.0,
-        bars_per_year=252.0,
+        # Hourly bars around the clock: the engine inferred 8,760 bars a year.
+        bars_per_year=results.frequencies["AAA"].bars_per_year,
     )
+    assert task.bars_per_year == 8760.0
     direct = evaluate_task(task, market["AAA"])
     pd.testing.assert_frame_equal(rows.reset_index(drop=True)[list(direct.columns)], direct, check_exact=True)
 

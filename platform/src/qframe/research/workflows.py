@@ -12,15 +12,17 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import structlog
+from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.engine import DistributedBacktestEngine
 from qframe.research.backtesting.evaluate import simulate
+from qframe.research.backtesting.frequency import resolve_frequency
 from qframe.research.backtesting.results import (
     PARAM_PREFIX,
     SAMPLE_OUT,
@@ -52,7 +54,7 @@ class SweepOptions:
     purge: int = 0
     costs: CostModel = field(default_factory=CostModel)
     initial_capital: float = 100_000.0
-    bars_per_year: float = 252.0
+    bars_per_year: float | None = None  # None: inferred per dataset from the timestamps
     selection_metric: str = "sharpe"
     progress: bool = True
 
@@ -113,6 +115,10 @@ def run_research_sweep(
     sheets: dict[str, tuple[Path, Path]] = {}
     run_ids: dict[str, str] = {}
     first = datasets[0]
+    # One annualisation per dataset, the sweep's: the tear sheet, the tracked analysis and the summary agree.
+    frequency = results.frequencies.get(first.name) or resolve_frequency(first.timestamps, opts.bars_per_year)
+    analyzer = AdvancedPerformanceAnalyzer(bars_per_year=frequency.bars_per_year)
+    best_opts = replace(opts, bars_per_year=frequency.bars_per_year)
     tracking = (
         tracker.start_sweep(
             sweep_name,
@@ -126,6 +132,7 @@ def run_research_sweep(
                 "commission": opts.costs.commission,
                 "slippage": opts.costs.slippage,
                 "initial_capital": opts.initial_capital,
+                **frequency.as_params(),
             },
             tags={"qframe.sweep_id": results.sweep_id},
         )
@@ -136,7 +143,7 @@ def run_research_sweep(
     with tracking:
         for strategy in strategies:
             rows = strategy_rows(results.frame, strategy, first.name)
-            equity, returns = best_equity(strategy, first, rows, opts)
+            equity, returns = best_equity(strategy, first, rows, best_opts)
             heatmap = _heatmap_params(rows)
             if tracker is not None:
                 report = log_strategy_report(
@@ -149,6 +156,7 @@ def run_research_sweep(
                     params={"dataset": first.name},
                     metric=opts.selection_metric,
                     heatmap_params=heatmap,
+                    analyzer=analyzer,
                 )
                 run_ids[strategy] = report.run_id
                 sheets[strategy] = (report.tear_sheet.png_path, report.tear_sheet.html_path)
@@ -162,6 +170,7 @@ def run_research_sweep(
                     title=f"{strategy} on {first.name}",
                     out_dir=out / "tear_sheets",
                     file_stem=strategy,
+                    analyzer=analyzer,
                 )
                 sheets[strategy] = (sheet.png_path, sheet.html_path)
     log.info("research sweep written", out_dir=str(out), rows=len(results.frame), backend=backend)
@@ -196,7 +205,9 @@ def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: Sweep
         equity = opts.initial_capital * (1.0 + returns).cumprod()
         return equity.rename("equity"), returns.rename("returns")
     scores = rows.groupby(params, sort=True)[opts.selection_metric].mean()
-    best = dict(zip(params, np.atleast_1d(scores.idxmax()), strict=True))
+    # No combination has a score (e.g. flat prices): show the first one, as the summaries do.
+    top = scores.index[0] if scores.isna().all() else scores.idxmax()
+    best = dict(zip(params, np.atleast_1d(top), strict=True))
     sim = simulate(
         strategy,
         data,

@@ -2,6 +2,8 @@
 
 Conventions (every figure is per the periodic returns ``r_1..r_n`` of the series given):
 
+- ``bars_per_year`` is given, or inferred from the series' timestamps (calendar-aware: 24/7 vs exchange
+  sessions, see :mod:`qframe.research.backtesting.frequency`), or 252 for a series without timestamps.
 - ``total_return`` = prod(1 + r) - 1; ``annualized_return`` = (1 + total)^(bars_per_year / n) - 1 (geometric).
 - ``volatility`` = sample std (ddof=1) x sqrt(bars_per_year).
 - ``sharpe_ratio`` = mean(r - rf) / std(r - rf, ddof=1) x sqrt(bars_per_year), with the annual ``risk_free_rate``
@@ -27,6 +29,7 @@ Conventions (every figure is per the periodic returns ``r_1..r_n`` of the series
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from qframe.research.backtesting.frequency import DEFAULT_BARS_PER_YEAR, BarFrequency, resolve_frequency
 from qframe.research.backtesting.monte_carlo import DEFAULT_CONFIDENCE_LEVELS, bootstrap_confidence_intervals
 
 FloatArray = npt.NDArray[np.float64]
@@ -66,6 +70,7 @@ class PerformanceAnalysis:
     confidence_intervals: dict[str, Any]
     n_periods: int
     drawdown_series: pd.Series = field(repr=False)
+    frequency: BarFrequency = field(default_factory=lambda: resolve_frequency(None, None))
 
     def __getitem__(self, key: str) -> Any:
         sections = self.to_dict()
@@ -81,6 +86,8 @@ class PerformanceAnalysis:
             "rolling_metrics": dict(self.rolling_metrics),
             "confidence_intervals": dict(self.confidence_intervals),
             "n_periods": self.n_periods,
+            "bars_per_year": self.frequency.bars_per_year,
+            "annualisation": self.frequency.describe(),
         }
 
     def scalar_metrics(self) -> dict[str, float]:
@@ -92,6 +99,7 @@ class PerformanceAnalysis:
                     out[f"{name}_days"] = value / pd.Timedelta(days=1)
                 elif isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
                     out[name] = float(value)
+        out["bars_per_year"] = self.frequency.bars_per_year
         for stat in ("total_return", "sharpe_ratio"):
             for label, (lo, hi) in self.confidence_intervals.get(stat, {}).items():
                 tag = label.rstrip("%").replace(".", "_")
@@ -178,7 +186,7 @@ class AdvancedPerformanceAnalyzer:
 
     def __init__(
         self,
-        bars_per_year: float = 252.0,
+        bars_per_year: float | None = None,
         risk_free_rate: float = 0.0,
         rolling_window: int = 30,
         *,
@@ -187,13 +195,16 @@ class AdvancedPerformanceAnalyzer:
         confidence_levels: Sequence[float] = DEFAULT_CONFIDENCE_LEVELS,
         block_size: int | None = None,
     ) -> None:
-        if not bars_per_year > 0:
+        if bars_per_year is not None and not bars_per_year > 0:
             raise ValueError(
-                f"bars_per_year must be positive (252 for daily bars, 252*6.5 for hourly), got {bars_per_year}"
+                f"bars_per_year must be positive (252 for daily bars, 8760 for hourly 24/7 bars) or None to infer "
+                f"it from the returns' timestamps, got {bars_per_year}"
             )
         if rolling_window < 2:
             raise ValueError(f"rolling_window must be at least 2 bars (a std needs two points), got {rolling_window}")
-        self.bars_per_year = float(bars_per_year)
+        # None: inferred per analysed series from its DatetimeIndex (252 when it has none); see ``frequency``.
+        self.given_bars_per_year = None if bars_per_year is None else float(bars_per_year)
+        self.bars_per_year = DEFAULT_BARS_PER_YEAR if bars_per_year is None else float(bars_per_year)
         self.risk_free_rate = float(risk_free_rate)
         self.rolling_window = int(rolling_window)
         self.n_simulations = n_simulations
@@ -214,8 +225,17 @@ class AdvancedPerformanceAnalyzer:
         seed: int | Literal["default"] | None = "default",
         block_size: int | Literal["default"] | None = "default",
     ) -> PerformanceAnalysis:
-        """Every metric of the module docstring for ``result`` (returns, equity, or a SimulationResult)."""
+        """Every metric of the module docstring for ``result`` (returns, equity, or a SimulationResult).
+
+        The annualisation is the analyzer's ``bars_per_year`` when given, else inferred from the timestamps of
+        ``result`` (its returns' DatetimeIndex); ``analysis.frequency`` says which.
+        """
         returns = returns_from(result, kind=kind)
+        frequency = self.frequency_of(returns)
+        if frequency.bars_per_year != self.bars_per_year:
+            return self._with_bars_per_year(frequency.bars_per_year).analyze_comprehensive(
+                returns, kind="returns", n_simulations=n_simulations, seed=seed, block_size=block_size
+            )
         r = returns.to_numpy(dtype=np.float64)
         dd = drawdown_series(returns)
         basic = self.basic_metrics(r, dd.to_numpy())
@@ -236,7 +256,18 @@ class AdvancedPerformanceAnalyzer:
             confidence_intervals=ci.to_dict(),
             n_periods=int(r.size),
             drawdown_series=dd,
+            frequency=frequency,
         )
+
+    def frequency_of(self, returns: pd.Series) -> BarFrequency:
+        """The annualisation used for ``returns``: given, inferred from a DatetimeIndex, or the 252 default."""
+        stamps = returns.index if isinstance(returns.index, pd.DatetimeIndex) and len(returns) >= 2 else None
+        return resolve_frequency(stamps, self.given_bars_per_year)
+
+    def _with_bars_per_year(self, bars_per_year: float) -> AdvancedPerformanceAnalyzer:
+        clone = copy.copy(self)
+        clone.bars_per_year = float(bars_per_year)
+        return clone
 
     def basic_metrics(self, r: FloatArray, drawdown: FloatArray) -> dict[str, float]:
         n = r.size

@@ -38,6 +38,7 @@ from qframe.research.backtesting.checkpoints import (
     data_fingerprint,
 )
 from qframe.research.backtesting.evaluate import evaluate_task
+from qframe.research.backtesting.frequency import BarFrequency, resolve_frequency
 from qframe.research.backtesting.observability import EngineMetrics, sweep_logger, sweep_progress
 from qframe.research.backtesting.results import SELECTION_METRICS, BacktestResults, get_performance_summary
 from qframe.research.backtesting.sweep_plan import SweepPlan, as_market_data, plan_sweep
@@ -168,7 +169,7 @@ class DistributedBacktestEngine:
         n_splits: int = 0,
         initial_capital: float = 100_000.0,
         costs: CostModel | None = None,
-        bars_per_year: float = 252.0,
+        bars_per_year: float | None = None,
         train_size: int | None = None,
         test_size: int | None = None,
         purge: int = 0,
@@ -182,7 +183,9 @@ class DistributedBacktestEngine:
         mapping. ``parameter_grids``: strategy -> {parameter: values}; a strategy without a grid runs its
         defaults. ``n_splits`` > 0 turns on walk-forward with that many train/test splits (``train_size`` and
         ``test_size`` bars per window, ``purge`` bars dropped between train and test, ``anchored`` train
-        windows that all start at the first bar).
+        windows that all start at the first bar). ``bars_per_year`` annualises every figure; None (default)
+        infers it per dataset from the timestamps (24/7 vs exchange sessions; ``results.frequencies`` says
+        what was used, and the summaries, tear sheets and tracking runs use the same value).
         """
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric {selection_metric!r} is not one of {', '.join(SELECTION_METRICS)}")
@@ -191,6 +194,7 @@ class DistributedBacktestEngine:
         if initial_capital <= 0:
             raise ValueError(f"initial_capital must be positive, got {initial_capital}")
         market = as_market_data(datasets)
+        frequencies = {name: resolve_frequency(data.timestamps, bars_per_year) for name, data in market.items()}
         plan = plan_sweep(
             strategies,
             market,
@@ -198,16 +202,22 @@ class DistributedBacktestEngine:
             n_splits=n_splits,
             costs=costs or CostModel(),
             initial_capital=initial_capital,
-            bars_per_year=bars_per_year,
+            bars_per_year={name: frequency.bars_per_year for name, frequency in frequencies.items()},
             block_size=size,
             train_size=train_size,
             test_size=test_size,
             purge=purge,
             anchored=anchored,
         )
-        return self._run_plan(plan, market, selection_metric)
+        return self._run_plan(plan, market, selection_metric, frequencies)
 
-    def _run_plan(self, plan: SweepPlan, market: Mapping[str, MarketData], selection_metric: str) -> BacktestResults:
+    def _run_plan(
+        self,
+        plan: SweepPlan,
+        market: Mapping[str, MarketData],
+        selection_metric: str,
+        frequencies: Mapping[str, BarFrequency] | None = None,
+    ) -> BacktestResults:
         started = time.perf_counter()
         backend = self.compute
         fingerprints = {name: data_fingerprint(data) for name, data in market.items()}
@@ -234,6 +244,7 @@ class DistributedBacktestEngine:
             combinations=plan.n_combinations,
             resumed_tasks=resumed,
             datasets=sorted(market),
+            annualisation={name: f.describe() for name, f in sorted((frequencies or {}).items())},
             strategies=sorted({task.strategy for task in plan.tasks}),
         )
 
@@ -286,6 +297,7 @@ class DistributedBacktestEngine:
             elapsed_seconds=elapsed,
             walk_forward=plan.walk_forward,
             selection_metric=selection_metric,
+            frequencies=dict(frequencies or {}),
         )
 
     # reporting -------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from qframe.research.backtesting import kernels
+from qframe.research.backtesting.frequency import infer_bar_frequency
 from qframe.research.backtesting.results import PARAM_PREFIX, SAMPLE_FULL, SAMPLE_IN, SAMPLE_OUT
 from qframe.research.backtesting.strategies import (
     ParamBlock,
@@ -138,14 +139,17 @@ def simulate(
     *,
     costs: CostModel | None = None,
     initial_capital: float = 100_000.0,
-    bars_per_year: float = 252.0,
+    bars_per_year: float | None = None,
     window: tuple[int, int] | None = None,
 ) -> SimulationResult:
     """One combination in full: equity, strategy returns and held positions per bar of ``window``.
 
     Series are indexed by the window's UTC timestamps; ``metrics`` equal the ``evaluate_task`` row of the
-    same combination and window (the same kernels produce both).
+    same combination and window (the same kernels produce both). ``bars_per_year`` None: inferred from the
+    whole series' timestamps, as the engine does.
     """
+    if bars_per_year is None:
+        bars_per_year = infer_bar_frequency(data.timestamps).bars_per_year
     instance = get_strategy(strategy)() if isinstance(strategy, str) else strategy
     if not isinstance(instance, Strategy):
         raise TypeError(f"strategy must be a registry name or a Strategy instance, got {type(strategy).__name__}")

@@ -64,6 +64,8 @@ class BacktestResults:
     walk_forward: bool
     selection_metric: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # Dataset -> the annualisation its rows were computed with (a frequency.BarFrequency).
+    frequencies: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -78,14 +78,17 @@ def plan_sweep(
     n_splits: int,
     costs: CostModel,
     initial_capital: float,
-    bars_per_year: float,
+    bars_per_year: float | Mapping[str, float],
     block_size: int,
     train_size: int | None = None,
     test_size: int | None = None,
     purge: int = 0,
     anchored: bool = False,
 ) -> SweepPlan:
-    """Strategies x datasets x splits x blocks of combinations, in that nesting order."""
+    """Strategies x datasets x splits x blocks of combinations, in that nesting order.
+
+    ``bars_per_year``: one value for every dataset, or one per dataset name.
+    """
     strategies = _check_sweep_inputs(strategies, grids, n_splits, purge)
     combos_by_strategy = {name: list(expand_grid(name, grids.get(name, {}))) for name in strategies}
     payloads = {name: strategy_payload(name) for name in strategies}
@@ -97,6 +100,7 @@ def plan_sweep(
     rows = 0
     for dataset in sorted(market):
         data = market[dataset]
+        annualisation = bars_per_year[dataset] if isinstance(bars_per_year, Mapping) else bars_per_year
         splits: list[SplitWindow | None] = [None]
         if n_splits:
             splits = list(
@@ -121,7 +125,7 @@ def plan_sweep(
                         split=split,
                         costs=costs,
                         initial_capital=initial_capital,
-                        bars_per_year=bars_per_year,
+                        bars_per_year=annualisation,
                         code=fingerprints[strategy],
                     )
                     tasks.append(
@@ -133,7 +137,7 @@ def plan_sweep(
                             split=split,
                             costs=costs,
                             initial_capital=initial_capital,
-                            bars_per_year=bars_per_year,
+                            bars_per_year=annualisation,
                             strategy_code=payloads[strategy],
                         )
                     )

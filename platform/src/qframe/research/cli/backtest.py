@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -100,7 +101,13 @@ def backtest(
     commission: Annotated[float, typer.Option(min=0.0, help="fraction of traded notional")] = 0.0005,
     slippage: Annotated[float, typer.Option(min=0.0, help="fraction of traded notional")] = 0.0005,
     capital: Annotated[float, typer.Option(min=1.0, help="initial capital")] = 100_000.0,
-    bars_per_year: Annotated[float, typer.Option(min=1.0, help="252 daily, 8760 hourly 24/7")] = 252.0,
+    bars_per_year: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            help="annualisation (252 daily exchange bars, 8760 hourly 24/7); default: inferred from the timestamps",
+        ),
+    ] = None,
     metric: Annotated[str, typer.Option(help="selection metric")] = "sharpe",
     out: Annotated[Path, typer.Option(help="results, summary and tear sheets go here")] = Path("backtest-results"),
     track: Annotated[bool, typer.Option(help="log the sweep to MLflow")] = True,
@@ -160,6 +167,8 @@ def _tracker(uri: str, experiment: str, workdir: Path) -> Any:
 def print_report(report: Any, *, tracking_uri: str | None) -> None:
     results = report.results.frame
     console.print(summary_table(report.summary, f"{len(results):,} rows on {report.backend}"))
+    for line in annualisation_lines(report.results.frequencies):
+        console.print(line, highlight=False)
     console.print(f"results      {report.results_path}")
     console.print(f"summary      {report.summary_path}")
     for strategy, (png, html) in report.tear_sheets.items():
@@ -171,6 +180,15 @@ def print_report(report: Any, *, tracking_uri: str | None) -> None:
         console.print(f"MLflow       {shown} (runs: {', '.join(report.tracking_run_ids.values())})")
         if tracking_uri.startswith("sqlite:"):
             console.print(f"             look: mlflow ui --backend-store-uri {shown}")
+
+
+def annualisation_lines(frequencies: Mapping[str, Any]) -> list[str]:
+    """``annualised   AAA, BBB: 1h bars, 24/7 calendar: 8,760 bars/year (...)``, one line per distinct value."""
+    by_description: dict[str, list[str]] = defaultdict(list)
+    for dataset, frequency in sorted(frequencies.items()):
+        by_description[frequency.describe()].append(dataset)
+    hint = "" if all(f.source == "given" for f in frequencies.values()) else "; --bars-per-year overrides"
+    return [f"annualised   {', '.join(names)}: {text}{hint}" for text, names in by_description.items()]
 
 
 def report(

@@ -104,8 +104,7 @@ def demo(
                 compute_backend=backend,
                 max_workers=workers,
                 n_splits=splits,
-                purge=24,
-                bars_per_year=HOURS_PER_YEAR,
+                purge=24,  # annualisation inferred from the bars (hourly, 24/7) and printed with the results
             ),
             tracker=MlflowTracker(settings.resolved_tracking_uri, "qframe-demo"),
             sweep_name="demo-walk-forward",

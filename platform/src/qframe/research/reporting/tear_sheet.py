@@ -200,7 +200,8 @@ def _html(title: str, analysis: PerformanceAnalysis, png: bytes, pivot: pd.DataF
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{analysis.n_periods} periods.</p><div class=sections>{sections}</div>{heat}"
+        f"<p>{analysis.n_periods} periods; annualised with {html.escape(analysis.frequency.describe())}.</p>"
+        f"<div class=sections>{sections}</div>{heat}"
         f'<img alt="tear sheet charts" src="data:image/png;base64,{image}"></body></html>'
     )
 
