@@ -25,6 +25,9 @@ from botocore.exceptions import ClientError
 
 from tests.harness import charts
 from tools import services
+from tools.services._net import LOOPBACK, free_port, http_get
+from tools.services._process import ServiceProcess, child_env, stopped_on_exit
+from tools.services.minio import MINIO_BINARY
 
 pytestmark = pytest.mark.services
 
@@ -208,3 +211,43 @@ def test_root_and_consumer_credentials_can_all_come_from_files(minio_server: Min
     s3 = client(minio_server, files["access-key"], files["secret-key"])
     s3.head_bucket(Bucket=LAKE)
     assert denied(s3.put_object, Bucket=LAKE, Key="x.txt", Body=b"readonly")
+
+
+def test_the_server_takes_its_root_credentials_from_files_as_in_the_chart(tmp_path: Path) -> None:
+    # The chart's StatefulSet sets only MINIO_ROOT_USER_FILE / MINIO_ROOT_PASSWORD_FILE (paths into
+    # the mounted Secret): the pinned binary must read them, and must not fall back to its built-in
+    # default credentials.
+    root_user, root_password = "filed-root", secrets.token_hex(16)
+    (tmp_path / "root-user").write_text(root_user + "\n", encoding="utf-8")
+    (tmp_path / "root-password").write_text(root_password + "\n", encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
+    env = child_env(
+        {
+            "HOME": str(tmp_path),
+            "MINIO_ROOT_USER_FILE": str(tmp_path / "root-user"),
+            "MINIO_ROOT_PASSWORD_FILE": str(tmp_path / "root-password"),
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+        },
+        drop=("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
+    )
+    command = [str(MINIO_BINARY), "server", str(tmp_path / "data"), "--address", f"{LOOPBACK}:{port}"]
+    process = ServiceProcess(
+        "MinIO server (file credentials)",
+        command,
+        tmp_path / "minio.log",
+        fix="tools/install minio",
+        cwd=tmp_path,
+        env=env,
+    )
+    with stopped_on_exit(process):
+        process.wait_ready(
+            lambda: http_get(f"{endpoint}/minio/health/ready")[0] == 200, timeout_s=60, what="GET /minio/health/ready"
+        )
+        server = MinioServer(endpoint, root_user, root_password)
+        client(server, root_user, root_password).create_bucket(Bucket="filed")
+        with pytest.raises(ClientError) as refused:
+            client(server, "minioadmin", "minioadmin").list_objects_v2(Bucket="filed")
+        assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"

@@ -15,6 +15,7 @@ from infra.config import StackConfigError
 from infra.offline import load_stack_file
 from infra.stack_file import read_stack_file
 from tools.devstack import cli
+from tools.devstack.paths import StateDirs
 
 pytestmark = pytest.mark.unit
 
@@ -68,7 +69,7 @@ def test_make_up_refuses_a_malformed_stack_file_before_starting_anything(
     def must_not_run() -> None:
         raise AssertionError("a cluster step ran for a malformed stack file")
 
-    monkeypatch.setattr(cli.StateDirs, "default", must_not_run)
+    monkeypatch.setattr(StateDirs, "default", must_not_run)
     with pytest.raises(typer.Exit) as caught:
         cli.up(stack="broken", node_only=False)
     assert caught.value.exit_code == 2
