@@ -24,6 +24,15 @@ from infra.quantities import parse_quantity
 from infra.scope import Scope
 
 CLUSTER = "dask"
+SCHEDULER_ROUTES = [
+    "distributed.http.scheduler.prometheus",
+    "distributed.http.scheduler.info",
+    "distributed.http.scheduler.json",
+    "distributed.http.health",
+    "distributed.http.proxy",
+    "distributed.http.statics",
+    "distributed.http.scheduler.api",
+]
 WORKER_DASHBOARD_PORT = 8788
 # Pods with this label (notebooks) may open the scheduler and its dashboard.
 CLIENT_LABEL = {"qframe.io/dask-client": "true"}
@@ -101,6 +110,9 @@ def build_cluster(scope: Scope, settings: DaskSettings, image: ImageRef, platfor
         base.resources(settings.scheduler_resources),
         platform,
     )
+    # The operator asks for the adaptive target and retires workers through the scheduler's HTTP API
+    # (falling back to the comm port); the API is not among distributed's default routes.
+    scheduler["env"].append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", "value": str(SCHEDULER_ROUTES)})
     scheduler["ports"] = [
         {"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
         {"name": "http-dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},

@@ -116,7 +116,9 @@ def test_dask_worker_and_scheduler_containers() -> None:
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.qframe.svc:5000"
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "object-store-research", "key": "secret-key"}}
     assert env["QFRAME_CATALOG_URL"] == {"secretKeyRef": {"name": "postgres-catalog", "key": "uri"}}
-    assert _env(scheduler) == env
+    scheduler_env = _env(scheduler)
+    routes = scheduler_env.pop("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES")
+    assert scheduler_env == env
     labels = cluster["metadata"]["labels"]
     for client in ("qframe.io/object-store-client", "qframe.io/mlflow-client", "qframe.io/postgres-client"):
         assert labels[client] == "true"
