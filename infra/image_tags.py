@@ -14,9 +14,9 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "74ea8bd34498",
-    "notebook": "148a4329e90c",
+    "notebook": "22a175b56074",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "2dfa9bd3674d",
+    "worker": "fd4c47cccd86",
 }

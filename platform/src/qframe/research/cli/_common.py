@@ -39,7 +39,8 @@ CatalogUrl = Annotated[
 def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> NoReturn:
     from qframe.research.redaction import redact
 
-    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
+    # soft_wrap: one error is one line, whatever the terminal width (logs, greps).
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
