@@ -1,7 +1,8 @@
 """MLflow tracking server: charts/mlflow wired to the stack's Postgres and object store.
 
 The backend store login comes only from the Postgres consumer Secret ``postgres-mlflow`` (the chart
-assembles the URI inside the pod), artifacts go through the server (``--serve-artifacts``) with the
+assembles the URI inside the pod), the basic-auth app's store from its own database's Secret
+``postgres-mlflow-auth``, artifacts go through the server (``--serve-artifacts``) with the
 object store's ``mlflow`` consumer key (or the IAM role on S3), and the auth app's admin password
 and Flask secret key are generated here into the Secret ``mlflow-auth``. Values name Secrets, never
 carry a credential.
@@ -28,6 +29,8 @@ from infra.scope import Scope
 RELEASE = "mlflow"
 PORT = 5000
 AUTH_SECRET = "mlflow-auth"  # noqa: S105 - a Secret's name, not a credential
+# The Postgres consumer (own database and login) holding the basic-auth app's users and permissions.
+AUTH_DB_CONSUMER = "mlflow-auth"
 # Pods carrying this label are admitted to the tracking server by the chart's NetworkPolicy.
 CLIENT_LABEL = {"qframe.io/mlflow-client": "true"}
 # MLflow 3.17's server advertises presigned multipart transfers whenever its artifact store is S3,
@@ -51,9 +54,12 @@ def tracking_uri(namespace: str) -> str:
 
 @dataclass(frozen=True)
 class Database:
-    """Where the backend and auth stores live: the consumer Secret (username, password, host, port, database)."""
+    """Where the tracking and auth stores live: consumer Secrets (username, password, host, port, database)."""
 
     secret: str
+    """The tracking (backend) store's Secret, ``postgres-mlflow``."""
+    auth_secret: str
+    """The basic-auth app's own database, ``postgres-mlflow-auth``, on the same server."""
     in_cluster: bool
     """True for charts/postgres in the stack's namespace; False for RDS (TLS required, address outside)."""
 
@@ -70,7 +76,11 @@ class ArtifactStore:
 
 
 def database_for(*, in_cluster_postgres: bool) -> Database:
-    return Database(secret=postgres_names.consumer_secret_name("mlflow"), in_cluster=in_cluster_postgres)
+    return Database(
+        secret=postgres_names.consumer_secret_name("mlflow"),
+        auth_secret=postgres_names.consumer_secret_name(AUTH_DB_CONSUMER),
+        in_cluster=in_cluster_postgres,
+    )
 
 
 def artifact_store_for(*, kind: str, bucket: str, namespace: str, region: str) -> ArtifactStore:
@@ -131,6 +141,7 @@ def build_values(
             "existingSecret": auth_secret,
             "adminUsername": settings.auth.admin_username,
             "defaultPermission": settings.auth.default_permission,
+            "database": {"existingSecret": database.auth_secret},
         },
         "artifacts": {
             "destination": f"s3://{artifacts.bucket}",

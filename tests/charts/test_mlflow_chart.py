@@ -120,7 +120,14 @@ def test_migrations_and_auth_config_run_before_the_server() -> None:
     assert [c["name"] for c in spec["initContainers"]] == ["db-upgrade", "auth-config"]
     assert container(objects, "db-upgrade")["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
     auth_env = env_of(container(objects, "auth-config"))
-    assert auth_env["AUTH_SCHEMA"] == "mlflow_auth"
+    # The auth app's own database: its login only from its own Secret; the tracking store's login
+    # is not handed to the auth-config container, nor the auth login to the server.
+    for name, key in (("AUTH_DB_USER", "username"), ("AUTH_DB_PASSWORD", "password"), ("AUTH_DB_NAME", "database")):
+        assert auth_env[name] == {"secretKeyRef": {"name": "postgres-mlflow-auth", "key": key}}, name
+    assert not [name for name in auth_env if name.startswith("MLFLOW_DB_")]
+    assert not [name for name in env_of(container(objects)) if name.startswith("AUTH_DB_")]
+    moved = env_of(container(render({"auth": {"database": {"existingSecret": "rds-mlflow-auth"}}}), "auth-config"))
+    assert moved["AUTH_DB_PASSWORD"] == {"secretKeyRef": {"name": "rds-mlflow-auth", "key": "password"}}
     assert auth_env["AUTH_CONFIG_PATH"] == env_of(container(objects))["MLFLOW_AUTH_CONFIG_PATH"]
     script = objects["ConfigMap", "mlflow-auth-config"]["data"]["write-auth-config.py"]
     assert script == (CHART / "files" / "write-auth-config.py").read_text(encoding="utf-8")

@@ -336,8 +336,9 @@ def test_master_password_is_secret_and_never_plain(aws_run: ProgramRun) -> None:
 
 def test_consumer_secrets_like_the_in_cluster_variant(aws_run: ProgramRun) -> None:
     secrets = {r.inputs["metadata"]["name"]: r for r in aws_run.of_type(SECRET)}
-    assert sorted(secrets) == ["postgres-catalog", "postgres-jupyterhub", "postgres-mlflow", "postgres-superuser"]
-    for consumer in ("mlflow", "catalog", "jupyterhub"):
+    consumers = ("mlflow", "catalog", "jupyterhub", "mlflow-auth")
+    assert sorted(secrets) == sorted([*(f"postgres-{c}" for c in consumers), "postgres-superuser"])
+    for consumer in consumers:
         secret = secrets[f"postgres-{consumer}"]
         assert "stringData" in secret.secret_inputs
         assert secret.inputs["metadata"]["namespace"] == "qframe-research"
@@ -347,8 +348,6 @@ def test_consumer_secrets_like_the_in_cluster_variant(aws_run: ProgramRun) -> No
         assert data["password"].startswith(MOCK_SECRET_PREFIX)
         assert data["uri"].startswith(f"postgresql://{data['username']}:{data['password']}@")
     assert "stringData" in secrets["postgres-superuser"].secret_inputs
-    assert aws_run.outputs["postgres_connection_secrets"] == {
-        c: f"postgres-{c}" for c in ("mlflow", "catalog", "jupyterhub")
-    }
+    assert aws_run.outputs["postgres_connection_secrets"] == {c: f"postgres-{c}" for c in consumers}
     assert aws_run.outputs["postgres_superuser_secret"] == "postgres-superuser"
     assert aws_run.outputs["postgres_port"] == 5432

@@ -103,6 +103,8 @@ def test_settings_follow_the_stack_config() -> None:
         "existingSecret": "mlflow-auth",
         "adminUsername": "root",
         "defaultPermission": "NO_PERMISSIONS",
+        # The auth app's own database (issue 12), named by its consumer Secret only.
+        "database": {"existingSecret": "postgres-mlflow-auth"},
     }
     assert values["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
     assert values["ingress"] == {

@@ -58,6 +58,8 @@ def test_build_values_from_the_dev_stack() -> None:
         {"name": "mlflow", "existingSecret": "postgres-mlflow"},
         {"name": "catalog", "existingSecret": "postgres-catalog"},
         {"name": "jupyterhub", "existingSecret": "postgres-jupyterhub"},
+        # The consumer's Secret keeps its Kubernetes name; its database and role are identifiers.
+        {"name": "mlflow_auth", "existingSecret": "postgres-mlflow-auth"},
     ]
     assert values["persistence"] == {"size": "5Gi"}
     assert values["image"] == {
@@ -136,13 +138,14 @@ def test_consumer_secret_holds_a_ready_to_use_uri(run: ProgramRun, consumer: str
     secret = run.one(SECRET, f"postgres-{consumer}")
     assert secret.inputs["metadata"]["name"] == f"postgres-{consumer}"
     password = f"{MOCK_SECRET_PREFIX}postgres-{consumer}-password"
+    role = consumer.replace("-", "_")  # mlflow-auth: Secret postgres-mlflow-auth, database and role mlflow_auth
     assert secret.inputs["stringData"] == {
-        "username": consumer,
+        "username": role,
         "password": password,
-        "database": consumer,
+        "database": role,
         "host": "postgres.qframe.svc",
         "port": "5432",
-        "uri": f"postgresql://{consumer}:{password}@postgres.qframe.svc:5432/{consumer}",
+        "uri": f"postgresql://{role}:{password}@postgres.qframe.svc:5432/{role}",
     }
     assert "stringData" in secret.secret_inputs
     assert secret.inputs["metadata"]["labels"]["app.kubernetes.io/name"] == "postgres"

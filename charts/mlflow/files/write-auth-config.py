@@ -1,29 +1,28 @@
-"""Init container: create the auth app's schema and write its ini (the ini must hold the DB URI).
+"""Init container: write the basic-auth app's ini (the ini must hold the auth database's URI).
 
 MLflow's basic-auth app reads its database URI only from an ini file (MLFLOW_AUTH_CONFIG_PATH), and
 the URI carries the password, so the file is written here, into an in-memory emptyDir, from the
-environment the chart fills from Secrets. The auth app's tables (users, permissions, its
-alembic_version_auth) live in their own schema of the mlflow database, apart from the tracking
-tables: the issue asks for its own auth database, and the platform's Postgres has one database per
-consumer, so a schema is the separate store this login can create by itself.
-Idempotent: CREATE SCHEMA IF NOT EXISTS, and the file is rewritten on every start.
+environment the chart fills from the auth database's own Secret (``postgres-mlflow-auth``: its own
+database and login on the platform's Postgres, apart from the tracking store). The auth app creates
+and migrates its tables itself when the server starts. A login that does not work fails here, with
+the Secret to check, instead of inside the server's start-up.
+Idempotent: the file is rewritten on every start.
 """
 
 import configparser
 import os
 import sys
+from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
 
 REQUIRED = (
-    "MLFLOW_DB_USER",
-    "MLFLOW_DB_PASSWORD",
-    "MLFLOW_DB_HOST",
-    "MLFLOW_DB_PORT",
-    "MLFLOW_DB_NAME",
-    "MLFLOW_DB_SSLMODE",
-    "AUTH_SCHEMA",
+    "AUTH_DB_USER",
+    "AUTH_DB_PASSWORD",
+    "AUTH_DB_HOST",
+    "AUTH_DB_PORT",
+    "AUTH_DB_NAME",
+    "AUTH_DB_SSLMODE",
     "AUTH_DEFAULT_PERMISSION",
     "AUTH_ADMIN_USERNAME",
     "AUTH_CONFIG_PATH",
@@ -36,22 +35,29 @@ def main() -> int:
         print(f"write-auth-config: missing environment: {', '.join(missing)} (set by the chart)", file=sys.stderr)
         return 2
     env = os.environ
-    schema = env["AUTH_SCHEMA"]
-    with psycopg.connect(
-        host=env["MLFLOW_DB_HOST"],
-        port=int(env["MLFLOW_DB_PORT"]),
-        user=env["MLFLOW_DB_USER"],
-        password=env["MLFLOW_DB_PASSWORD"],
-        dbname=env["MLFLOW_DB_NAME"],
-        sslmode=env["MLFLOW_DB_SSLMODE"],
-        connect_timeout=10,
-        autocommit=True,
-    ) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    try:
+        with psycopg.connect(
+            host=env["AUTH_DB_HOST"],
+            port=int(env["AUTH_DB_PORT"]),
+            user=env["AUTH_DB_USER"],
+            password=env["AUTH_DB_PASSWORD"],
+            dbname=env["AUTH_DB_NAME"],
+            sslmode=env["AUTH_DB_SSLMODE"],
+            connect_timeout=10,
+        ) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"write-auth-config: cannot log in to the auth database {env['AUTH_DB_NAME']!r} as "
+            f"{env['AUTH_DB_USER']!r}: {first}\n  fix: check the Secret named by auth.database.existingSecret",
+            file=sys.stderr,
+        )
+        return 1
     uri = (
-        f"postgresql+psycopg://{env['MLFLOW_DB_USER']}:{env['MLFLOW_DB_PASSWORD']}@{env['MLFLOW_DB_HOST']}:"
-        f"{env['MLFLOW_DB_PORT']}/{env['MLFLOW_DB_NAME']}?sslmode={env['MLFLOW_DB_SSLMODE']}"
-        f"&options=-csearch_path%3D{schema}"
+        f"postgresql+psycopg://{quote(env['AUTH_DB_USER'], safe='')}:{quote(env['AUTH_DB_PASSWORD'], safe='')}"
+        f"@{env['AUTH_DB_HOST']}:{env['AUTH_DB_PORT']}/{quote(env['AUTH_DB_NAME'], safe='')}"
+        f"?sslmode={env['AUTH_DB_SSLMODE']}"
     )
     config = configparser.ConfigParser()
     # '%' is configparser's interpolation character; doubled, it reads back as one.
@@ -65,7 +71,7 @@ def main() -> int:
     with open(path, "w", encoding="utf-8") as handle:
         config.write(handle)
     os.chmod(path, 0o600)
-    print(f"write-auth-config: schema {schema} ready, {path} written")
+    print(f"write-auth-config: auth database {env['AUTH_DB_NAME']} reachable, {path} written")
     return 0
 
 

@@ -28,6 +28,24 @@ mlflow.dbEnv
 {{- end -}}
 
 {{/*
+mlflow.authDbEnv
+  The auth app's own database login, each key from auth.database.existingSecret; read only by the
+  auth-config init container, which writes the auth app's ini (in memory) from it.
+*/}}
+{{- define "mlflow.authDbEnv" -}}
+{{- $secret := .Values.auth.database.existingSecret -}}
+{{- range $env, $key := dict "AUTH_DB_USER" "username" "AUTH_DB_PASSWORD" "password" "AUTH_DB_HOST" "host" "AUTH_DB_PORT" "port" "AUTH_DB_NAME" "database" }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+{{- end }}
+- name: AUTH_DB_SSLMODE
+  value: {{ .Values.backendStore.sslMode | quote }}
+{{- end -}}
+
+{{/*
 mlflow.commonEnv
   What every mlflow process of the pod needs: no telemetry, no job runner (another process), HOME.
 */}}

@@ -22,6 +22,7 @@ from infra.components.postgres import (
     SUPERUSER_SECRET_KEY,
     connection_uri,
     consumer_secret_name,
+    database_name,
 )
 from infra.config import InClusterPostgresSettings
 from infra.images import ImageRef
@@ -55,7 +56,9 @@ def build_values(
             "username": SUPERUSER,
             "allowedCIDRs": list(settings.pod_networks),
         },
-        "consumers": [{"name": name, "existingSecret": secret} for name, secret in consumer_secrets.items()],
+        "consumers": [
+            {"name": database_name(name), "existingSecret": secret} for name, secret in consumer_secrets.items()
+        ],
         "persistence": {"size": settings.storage},
         "resources": settings.resources.model_dump(),
         # The server image carries python3 and psycopg for the init script: one image to build and pin.
@@ -106,7 +109,7 @@ class InClusterPostgres(pulumi.ComponentResource):
         for consumer in CONSUMERS:
             password = GeneratedPassword(f"{name}-{consumer}-password", opts=child)
             secret_name = consumer_secret_name(consumer)
-            data = pulumi.Output.all(host, password.value).apply(_connection_data(consumer))
+            data = pulumi.Output.all(host, password.value).apply(_connection_data(database_name(consumer)))
             secrets.append(
                 credentials_secret(
                     f"{name}-{consumer}",
