@@ -120,12 +120,19 @@ class Stores:
 
 @pytest.fixture(scope="module")
 def stores(postgres: services.PostgresService, minio: services.MinioService) -> Iterator[Stores]:
-    """A database and login for MLflow (as charts/postgres's init Job creates them) and its bucket."""
-    role = f"mlflow_{secrets.token_hex(3)}"
-    password = secrets.token_hex(16)
+    """The tracking and auth stores' databases and logins (as charts/postgres's init Job creates them), the bucket."""
+    suffix = secrets.token_hex(3)
+    logins = {
+        "postgres-mlflow": (f"mlflow_{suffix}", secrets.token_hex(16)),
+        "postgres-mlflow-auth": (f"mlflow_auth_{suffix}", secrets.token_hex(16)),
+    }
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(role), sql.Identifier(role)))
+        for role, password in logins.values():
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(role), sql.Identifier(role)))
+            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(role)))
     s3 = boto3.client(
         "s3",
         endpoint_url=minio.endpoint_url,
@@ -134,21 +141,20 @@ def stores(postgres: services.PostgresService, minio: services.MinioService) -> 
         region_name="us-east-1",
     )
     s3.create_bucket(Bucket=BUCKET)
-    data = {
-        "postgres-mlflow": {
-            "username": role,
-            "password": password,
-            "host": postgres.host,
-            "port": str(postgres.port),
-            "database": role,
-        },
+    data: dict[str, dict[str, str]] = {
+        secret: {"username": role, "password": password, "host": postgres.host, "port": str(postgres.port)}
+        | {"database": role}
+        for secret, (role, password) in logins.items()
+    }
+    data |= {
         "mlflow-auth": {"admin-password": secrets.token_hex(16), "flask-secret-key": secrets.token_hex(24)},
         "object-store-mlflow": {"access-key": minio.access_key_id, "secret-key": minio.secret_access_key},
     }
     yield Stores(secret_data=data, s3=s3)
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        for role, _password in logins.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @dataclass(frozen=True)
@@ -315,8 +321,7 @@ def test_a_client_logs_a_run_with_an_artifact_through_the_server_and_registers_a
     assert any(k.endswith(f"{result['run_id']}/artifacts/weights.json") for k in keys), keys
 
 
-def test_auth_tables_live_in_their_own_schema(stores: Stores, server: Server) -> None:
-    login = stores.secret_data["postgres-mlflow"]
+def _tables(login: Mapping[str, str]) -> list[tuple[str, str]]:
     with psycopg.connect(
         host=login["host"], port=int(login["port"]), user=login["username"], password=login["password"],
         dbname=login["database"],
@@ -325,12 +330,21 @@ def test_auth_tables_live_in_their_own_schema(stores: Stores, server: Server) ->
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_name IN ('users', 'alembic_version_auth', 'alembic_version', 'experiments')"
         ).fetchall()
-    assert sorted(rows) == [
-        ("mlflow_auth", "alembic_version_auth"),
-        ("mlflow_auth", "users"),
-        ("public", "alembic_version"),
-        ("public", "experiments"),
-    ]
+    return sorted((str(a), str(b)) for a, b in rows)
+
+
+def test_auth_tables_live_in_their_own_database(stores: Stores, server: Server) -> None:
+    """The basic-auth app's users and permissions are in the mlflow-auth consumer's database, not the tracking one."""
+    assert _tables(stores.secret_data["postgres-mlflow"]) == [("public", "alembic_version"), ("public", "experiments")]
+    auth = stores.secret_data["postgres-mlflow-auth"]
+    assert _tables(auth) == [("public", "alembic_version_auth"), ("public", "users")]
+    # Neither login can open the other's database (PUBLIC has no CONNECT, as the postgres chart does it).
+    tracking = stores.secret_data["postgres-mlflow"]
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(
+            host=auth["host"], port=int(auth["port"]), user=auth["username"], password=auth["password"],
+            dbname=tracking["database"],
+        ).close()  # fmt: skip
 
 
 def test_rendered_command_and_measurements(server: Server) -> None:
