@@ -167,8 +167,12 @@ def deploy(cfg: StackConfig) -> None:
                     compute=compute,
                 ),
                 db_secret=jupyterhub_db_secret(),
+                mlflow_admin_username=cfg.mlflow.auth.admin_username,
             ),
-            opts=pulumi.ResourceOptions(providers=providers, depends_on=[tenancy, postgres, object_store]),
+            # MLflow first: the hub reads its admin Secret to create the users' accounts.
+            opts=pulumi.ResourceOptions(
+                providers=providers, depends_on=[tenancy, postgres, object_store, *([mlflow] if mlflow else [])]
+            ),
         )
         pulumi.export("jupyterhub_url", jupyterhub.url)
     pulumi.export("environment", cfg.environment)

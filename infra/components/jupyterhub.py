@@ -26,6 +26,7 @@ from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
 from infra.components.kafka import secret_name as kafka_secret_name
+from infra.components.mlflow import AUTH_SECRET as MLFLOW_AUTH_SECRET
 from infra.components.mlflow import CLIENT_ENV as MLFLOW_CLIENT_ENV
 from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
 from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
@@ -48,6 +49,8 @@ OBJECT_STORE_CONSUMER = "notebooks"
 CLIENT_LABEL = {"qframe.io/jupyterhub-client": "true"}
 # The image's JupyterHub convention (images/notebook/README.md).
 NOTEBOOK_UID = 1000
+# Prefix of the per-user Secrets (MLflow login) the hub writes before each spawn.
+MLFLOW_USER_SECRET_PREFIX = "mlflow-user-"  # noqa: S105 - a name prefix, not a credential
 
 
 def public_url(namespace: str) -> str:
@@ -167,6 +170,17 @@ def profile_values(profile: NotebookProfile) -> dict[str, Any]:
     return values
 
 
+def mlflow_account_values(platform: UserPlatform, admin_username: str) -> dict[str, Any]:
+    """The hub makes every user an MLflow account of their own before each spawn (where MLflow runs)."""
+    return {
+        "enabled": platform.mlflow,
+        "url": mlflow_tracking_uri(platform.namespace) if platform.mlflow else "",
+        "adminUsername": admin_username,
+        "adminSecret": MLFLOW_AUTH_SECRET,
+        "userSecretPrefix": MLFLOW_USER_SECRET_PREFIX,
+    }
+
+
 def _auth_values(settings: JupyterHubSettings) -> dict[str, Any]:
     auth = settings.auth
     values: dict[str, Any] = {
@@ -198,6 +212,7 @@ def build_values(
     platform: UserPlatform,
     hub_secret: str,
     db_secret: str,
+    mlflow_admin_username: str = "admin",
 ) -> dict[str, Any]:
     """Values for charts/jupyterhub: names of the Secrets holding credentials, never the credentials."""
     env, secret_env = user_environment(platform)
@@ -209,7 +224,9 @@ def build_values(
         "hub": {
             "existingSecret": hub_secret,
             "db": {"existingSecret": db_secret, "uriKey": "uri"},
-            "podLabels": dict(POSTGRES_CLIENT_LABEL),
+            # Postgres admits the hub for its database; MLflow for the users' accounts (its client label
+            # also grants the hub egress to the tracking server through the mlflow chart's policy).
+            "podLabels": {**POSTGRES_CLIENT_LABEL, **(MLFLOW_CLIENT_LABEL if platform.mlflow else {})},
         },
         "proxy": {"resources": settings.proxy_resources.model_dump()},
         "auth": _auth_values(settings),
@@ -228,6 +245,7 @@ def build_values(
             "secretEnv": secret_env,
             "profiles": [profile_values(profile) for profile in settings.profiles],
         },
+        "mlflow": mlflow_account_values(platform, mlflow_admin_username),
         "ingress": {
             "enabled": ingress is not None,
             "host": ingress.host if ingress else "",
@@ -249,6 +267,8 @@ class JupyterHubArgs:
     platform: UserPlatform
     db_secret: str
     """The Postgres component's ``postgres-jupyterhub`` Secret (key ``uri``)."""
+    mlflow_admin_username: str = "admin"
+    """MLflow's admin (its config's auth.adminUsername): the hub creates the users' accounts as it."""
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -264,16 +284,22 @@ class JupyterHub(pulumi.ComponentResource):
 
         proxy_token = GeneratedPassword(f"{name}-proxy-token", length=48, opts=child)
         cookie_secret = GeneratedPassword(f"{name}-cookie-secret", length=64, opts=child)
-        passwords: list[pulumi.Output[str]] = [proxy_token.value, cookie_secret.value]
+        passwords: dict[str, pulumi.Output[str]] = {
+            "proxy-token": proxy_token.value,
+            "cookie-secret": cookie_secret.value,
+        }
         if args.settings.auth.kind == "dummy":
             # Dev only (the config refuses dummy elsewhere): one generated password for every listed user.
-            passwords.append(GeneratedPassword(f"{name}-dummy-password", length=24, opts=child).value)
+            passwords["dummy-password"] = GeneratedPassword(f"{name}-dummy-password", length=24, opts=child).value
+        if args.platform.mlflow:
+            # The key each user's MLflow password is derived from (charts/jupyterhub/files/mlflow_accounts.py).
+            passwords["mlflow-user-key"] = GeneratedPassword(f"{name}-mlflow-user-key", length=48, opts=child).value
         hub_secret = credentials_secret(
             f"{name}-hub",
             name=HUB_SECRET,
             namespace=namespace,
             labels=scope.object_labels("jupyterhub", component="credentials"),
-            data=pulumi.Output.all(*passwords).apply(_hub_secret_data),
+            data=pulumi.Output.all(**passwords).apply(lambda values: {k: str(v) for k, v in values.items()}),
             opts=child,
         )
 
@@ -290,6 +316,7 @@ class JupyterHub(pulumi.ComponentResource):
                 platform=args.platform,
                 hub_secret=HUB_SECRET,
                 db_secret=args.db_secret,
+                mlflow_admin_username=args.mlflow_admin_username,
             ),
             description="JupyterHub",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[hub_secret]),
@@ -298,13 +325,6 @@ class JupyterHub(pulumi.ComponentResource):
         self.release_name = release.name
         self.url = namespace.apply(public_url)
         self.register_outputs({"url": self.url, "release_name": self.release_name})
-
-
-def _hub_secret_data(values: list[Any]) -> dict[str, str]:
-    data = {"proxy-token": str(values[0]), "cookie-secret": str(values[1])}
-    if len(values) > 2:
-        data["dummy-password"] = str(values[2])
-    return data
 
 
 def db_secret_name() -> str:

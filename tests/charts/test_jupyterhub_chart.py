@@ -127,3 +127,37 @@ def test_ingress_only_when_enabled() -> None:
         "name": "jupyterhub",
         "port": {"name": "http"},
     }
+
+
+MLFLOW_ON = {"mlflow": {"enabled": True, "url": "http://mlflow.qframe.svc:5000", "adminUsername": "root"}}
+
+
+def test_mlflow_accounts_add_exactly_secret_writes_to_the_role_and_two_secret_refs() -> None:
+    off, on = render(), render(MLFLOW_ON)
+    assert off.keys() == on.keys()
+    changed = {key for key in on if on[key] != off[key]}
+    assert changed == {
+        ("ConfigMap", "jupyterhub-hub-config"),
+        ("Deployment", "jupyterhub-hub"),
+        ("Role", "jupyterhub-hub"),
+    }
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in on["Role", "jupyterhub-hub"]["rules"]}
+    # Written (create, replace), never read back: no get/list/watch on Secrets.
+    assert rules[("",), ("secrets",)] == ["create", "update"]
+    assert len(rules) == 4
+    env = hub_env(on)
+    assert env["QFRAME_MLFLOW_ADMIN_PASSWORD"] == {"secretKeyRef": {"name": "mlflow-auth", "key": "admin-password"}}
+    assert env["QFRAME_MLFLOW_USER_KEY"] == {"secretKeyRef": {"name": "jupyterhub-hub", "key": "mlflow-user-key"}}
+    assert not any(name.startswith("QFRAME_MLFLOW") for name in hub_env(off))
+    settings = hub_settings(on)["mlflow"]
+    assert settings["url"] == "http://mlflow.qframe.svc:5000"
+    assert settings["adminUsername"] == "root"
+    assert settings["secretLabels"]["app.kubernetes.io/instance"] == "jupyterhub"
+    data = on["ConfigMap", "jupyterhub-hub-config"]["data"]
+    assert data["mlflow_accounts.py"] == (CHART / "files" / "mlflow_accounts.py").read_text(encoding="utf-8")
+    assert "pre_spawn_hook" in data["jupyterhub_config.py"]
+
+
+def test_mlflow_accounts_need_the_tracking_url() -> None:
+    with pytest.raises(charts.HelmError, match=r"mlflow\.url: is empty"):
+        render({"mlflow": {"enabled": True}})

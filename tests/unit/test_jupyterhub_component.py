@@ -54,7 +54,8 @@ def test_the_hub_database_and_tokens_come_from_secrets_only() -> None:
     values = values_of(config())
     assert values["hub"]["db"] == {"existingSecret": "postgres-jupyterhub", "uriKey": "uri"}
     assert values["hub"]["existingSecret"] == "jupyterhub-hub"
-    assert values["hub"]["podLabels"] == {"qframe.io/postgres-client": "true"}
+    # Postgres for the hub database; MLflow for the users' accounts (MINIO_PLATFORM has MLflow on).
+    assert values["hub"]["podLabels"] == {"qframe.io/postgres-client": "true", "qframe.io/mlflow-client": "true"}
     assert "postgresql://" not in json.dumps(values)
 
 
@@ -150,7 +151,7 @@ def test_the_component_generates_the_hub_secret_and_keeps_it_out_of_the_values()
     component = run.one("qframe:research:JupyterHub")
     secret = run.one(SECRET, "jupyterhub-hub")
     assert secret.parent == component.urn
-    assert set(secret.inputs["stringData"]) == {"proxy-token", "cookie-secret", "dummy-password"}
+    assert set(secret.inputs["stringData"]) == {"proxy-token", "cookie-secret", "dummy-password", "mlflow-user-key"}
     assert "stringData" in secret.secret_inputs
     release = run.one(RELEASE, "jupyterhub-release")
     assert release.parent == component.urn
@@ -161,7 +162,11 @@ def test_the_component_generates_the_hub_secret_and_keeps_it_out_of_the_values()
 
 def test_no_dummy_password_without_dummy_auth_and_disabled_registers_nothing() -> None:
     native = run_program(DEV_STACK, overrides={"jupyterhub": {"auth": {"kind": "native"}}})
-    assert set(native.one(SECRET, "jupyterhub-hub").inputs["stringData"]) == {"proxy-token", "cookie-secret"}
+    assert set(native.one(SECRET, "jupyterhub-hub").inputs["stringData"]) == {
+        "proxy-token",
+        "cookie-secret",
+        "mlflow-user-key",
+    }
     off = run_program(DEV_STACK, overrides={"jupyterhub": {"enabled": False}})
     assert off.of_type("qframe:research:JupyterHub") == []
     assert "jupyterhub_url" not in off.outputs
@@ -175,3 +180,25 @@ def test_users_get_mlflow_only_when_the_stack_deploys_it() -> None:
     off = off_run.one(RELEASE, "jupyterhub-release").inputs["values"]["singleuser"]
     assert "MLFLOW_TRACKING_URI" not in off["env"]
     assert "qframe.io/mlflow-client" not in off["podLabels"]
+
+
+def test_every_user_gets_an_mlflow_account_only_where_mlflow_runs() -> None:
+    """The hub creates the users' MLflow accounts as MLflow's admin (its Secret, its configured name)."""
+    run = run_program(DEV_STACK, overrides={"mlflow": {"auth": {"adminUsername": "root"}}})
+    values = run.one(RELEASE, "jupyterhub-release").inputs["values"]
+    assert values["mlflow"] == {
+        "enabled": True,
+        "url": "http://mlflow.qframe.svc:5000",
+        "adminUsername": "root",
+        "adminSecret": "mlflow-auth",
+        "userSecretPrefix": "mlflow-user-",
+    }
+    assert values["hub"]["podLabels"]["qframe.io/mlflow-client"] == "true"
+    # The hub waits for MLflow (its admin Secret) as well.
+    waits_for = run.one("qframe:research:JupyterHub").depends_on
+    assert any("qframe:research:Mlflow$kubernetes:core/v1:Secret::mlflow-auth" in urn for urn in waits_for)
+    off = run_program(DEV_STACK, overrides={"mlflow": {"enabled": False}})
+    off_values = off.one(RELEASE, "jupyterhub-release").inputs["values"]
+    assert off_values["mlflow"]["enabled"] is False
+    assert "qframe.io/mlflow-client" not in off_values["hub"]["podLabels"]
+    assert "mlflow-user-key" not in off.one(SECRET, "jupyterhub-hub").inputs["stringData"]

@@ -181,3 +181,18 @@ def _profile(profile):
 
 
 c.KubeSpawner.profile_list = [_profile(p) for p in singleuser["profiles"]]
+
+# --- per-user MLflow accounts (mlflow_accounts.py, mounted next to this file) ---------------
+mlflow = settings["mlflow"]
+if mlflow["enabled"]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mlflow_accounts import MlflowAccounts
+
+    c.Spawner.pre_spawn_hook = MlflowAccounts(
+        url=mlflow["url"],
+        admin_username=mlflow["adminUsername"],
+        admin_password=os.environ["QFRAME_MLFLOW_ADMIN_PASSWORD"],
+        key=os.environ["QFRAME_MLFLOW_USER_KEY"],
+        secret_prefix=mlflow["userSecretPrefix"],
+        labels=mlflow["secretLabels"],
+    ).pre_spawn_hook

@@ -40,6 +40,12 @@ jupyterhub.settings
   "auth" .Values.auth
   "cull" .Values.cull
   "metrics" .Values.metrics
+  "mlflow" (dict
+    "enabled" .Values.mlflow.enabled
+    "url" .Values.mlflow.url
+    "adminUsername" .Values.mlflow.adminUsername
+    "userSecretPrefix" .Values.mlflow.userSecretPrefix
+    "secretLabels" (merge (dict "app.kubernetes.io/name" (include "qframe.name" .) "app.kubernetes.io/instance" .Release.Name "app.kubernetes.io/part-of" "qframe-research" "app.kubernetes.io/managed-by" "jupyterhub") .Values.commonLabels))
   "singleuser" (dict
     "image" (include "qframe.image" (dict "image" $singleuser.image "path" "singleuser.image"))
     "pullPolicy" $singleuser.image.pullPolicy
