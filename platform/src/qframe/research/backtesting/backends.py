@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -212,15 +213,23 @@ class DaskBackend(_ClusterBackend):
             except (OSError, TimeoutError) as exc:
                 raise BackendUnavailableError(f"scheduler {self.address} not reachable: {exc}") from exc
         else:
-            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=self.max_workers or os.cpu_count() or 1,
-                threads_per_worker=1,  # numba kernels hold the GIL-free core; one task per process is the unit
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=40,
-            )
+            n_workers = self.max_workers or os.cpu_count() or 1
+            if sys.platform == "win32":  # no subprocess workers there: the user's script needs a __main__ guard
+                self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=n_workers,
+                    threads_per_worker=1,  # numba kernels hold the GIL-free core; one task per process is the unit
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+            else:
+                # Workers as fresh interpreters: a script without a __main__ guard is not re-run in each of them.
+                from qframe.research.backtesting.dask_local import local_cluster  # noqa: PLC0415
+
+                self._cluster = local_cluster(n_workers)
             self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
+            self._client.wait_for_workers(n_workers, timeout=max(60.0, self.connect_timeout))
         self._started = True
 
     def close(self) -> None:
