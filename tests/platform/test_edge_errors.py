@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from qframe.research.data_lake.storage import LayoutError, LocalFileStorage, MemoryStorage
 from qframe.research.data_lake.synthetic import generate_market_data
+from qframe.research.tracking.base import TrackingError
+from qframe.research.tracking.mlflow_tracking import MlflowTracker
 
 from tools.services._net import free_port
 
@@ -56,3 +58,14 @@ def test_status_with_the_catalog_down_is_one_line_with_the_fix(tmp_path: Path) -
     assert "is unreachable" in lines[0]
     assert "QFRAME_CATALOG_URL" in lines[0]
     assert password not in output
+
+
+def test_mlflow_on_a_database_store_needs_an_artifact_location_instead_of_cwd_mlruns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    uri = f"postgresql://u:TrackPw-77aa@127.0.0.1:{free_port()}/mlflow"
+    with pytest.raises(TrackingError, match=r"database store.*\./mlruns.*artifact_location") as raised:
+        MlflowTracker(uri, "backtests")
+    assert "TrackPw-77aa" not in str(raised.value)
+    assert not (tmp_path / "mlruns").exists()

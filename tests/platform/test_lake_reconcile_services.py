@@ -59,7 +59,7 @@ class Database:
 
     def _admin(self, statement: str) -> None:
         with psycopg.connect(self.postgres.dsn, autocommit=True) as conn:
-            conn.execute(statement.format(db=f'"{self.name}"'))  # type: ignore[arg-type]
+            conn.execute(statement.format(db=f'"{self.name}"'))
 
     def down(self) -> None:
         self._admin("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
