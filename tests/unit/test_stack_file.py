@@ -73,3 +73,11 @@ def test_make_up_refuses_a_malformed_stack_file_before_starting_anything(
     with pytest.raises(typer.Exit) as caught:
         cli.up(stack="broken", node_only=False)
     assert caught.value.exit_code == 2
+
+
+def test_make_plan_prints_a_malformed_stack_file_as_an_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.broken.yaml"
+    path.write_text(DUPLICATE)
+    with pytest.raises(typer.Exit) as caught:
+        cli.plan(stack="broken", stack_file=path)
+    assert caught.value.exit_code == 1

@@ -365,7 +365,8 @@ def plan(
         raise typer.Exit(2)
     try:
         run = run_program(path)
-    except pulumi.RunError as exc:
+    except (pulumi.RunError, StackConfigError) as exc:
+        # StackConfigError: the file itself (YAML, duplicate keys) is refused before the program runs.
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(resource_tree(run))
