@@ -6,11 +6,14 @@ proxy's NetworkPolicy admits it) logs in through the proxy's Service with the ge
 password from the Secret jupyterhub-hub, as an allowed and as an unlisted user, and starts the
 allowed user's server; KubeSpawner creates the pod and its PVC. From inside that user pod the
 policies are checked with real connections: MLflow, the object store, Kafka and the hub's API are
-reachable, Postgres and the Kubernetes API are not. The server and its PVC are removed at the end.
+reachable, Postgres and the Kubernetes API are not. Before the spawn the hub made the user's MLflow
+account and Secret; the server logs a run to MLflow with exactly the login its pod spec references
+(never a literal password in the spec). The server, its PVC and its MLflow Secret are removed at the end.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 from infra.components.jupyterhub import CLIENT_LABEL as HUB_CLIENT
+from infra.components.jupyterhub import MLFLOW_USER_SECRET_PREFIX
 from tests.e2e.conftest import DevStack
 from tests.e2e.in_cluster import NAMESPACE, idle_pod, kubectl, last_json, run_in, running_pods, secret_env, stack_image
 
@@ -47,6 +51,11 @@ def client(devstack: DevStack) -> Iterator[str]:
             yield name
     finally:
         kubectl(devstack, "delete", "pod,pvc", "-n", NAMESPACE, USER_POD, USER_PVC, "--wait=false", check=False)
+        # The hub writes the users' MLflow Secrets outside Pulumi's state: removed here, as the PVC is.
+        kubectl(
+            devstack, "delete", "secret", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=mlflow-credentials",
+            "--wait=false", check=False,
+        )  # fmt: skip
 
 
 # Logs in through the proxy (form login with the _xsrf cookie), then acts with the session cookie.
@@ -136,6 +145,22 @@ REACH_SCRIPT = """
 """
 
 
+# Inside the user's pod, with only the environment KubeSpawner gave it: log a run to MLflow.
+MLFLOW_SCRIPT = """
+    import json, os
+    import mlflow
+    from mlflow import MlflowClient
+    user = os.environ["MLFLOW_TRACKING_USERNAME"]
+    mlflow.set_experiment(f"e2e-notebook-{user}")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("sharpe", 1.5)
+        mlflow.log_param("lookback", 20)
+    data = MlflowClient().get_run(run.info.run_id).data
+    print(json.dumps({"user": user, "uri": os.environ["MLFLOW_TRACKING_URI"], "metrics": data.metrics,
+                      "params": data.params}))
+"""
+
+
 def test_login_through_the_proxy_admits_only_the_listed_user(devstack: DevStack, client: str) -> None:
     result = hub_action(devstack, client, "login")
     assert result == {"health": 200, "allowed": 302, "unlisted": 403, "wrong_password": 403}
@@ -156,4 +181,18 @@ def test_a_spawned_server_reaches_its_services_and_not_postgres(devstack: DevSta
     ), reach
     assert reach["postgres"] != "connected", reach
     assert reach["kubernetes_api"] != "connected", reach
+    # The user's own MLflow login, by reference to the Secret the hub wrote before the spawn.
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"].startswith(f"{MLFLOW_USER_SECRET_PREFIX}{USER}-")
+    assert ref["key"] == "password"
+    secret = json.loads(kubectl(devstack, "get", "secret", "-n", NAMESPACE, ref["name"], "-o", "json"))
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert password not in json.dumps(pod)
+    logged = last_json(run_in(devstack, USER_POD, MLFLOW_SCRIPT))
+    assert logged["user"] == USER
+    assert logged["uri"] == f"http://mlflow.{NAMESPACE}.svc:5000"
+    assert logged["metrics"] == {"sharpe": 1.5}
+    assert logged["params"] == {"lookback": "20"}
     assert hub_action(devstack, client, "stop")["stop"] in (202, 204)
