@@ -44,7 +44,7 @@ def dask_source() -> tuple[str, Path]:
         version = importlib.metadata.version(DASK)
     except importlib.metadata.PackageNotFoundError:
         raise CrdSourceError(f"{DASK} is not installed in this venv; run tools/install venv") from None
-    import dask_kubernetes  # noqa: PLC0415 - only needed to locate the package on disk
+    import dask_kubernetes  # type: ignore[import-untyped]  # noqa: PLC0415 - only to locate the package
 
     source = Path(dask_kubernetes.__file__).parent / DASK_CRDS_IN_PACKAGE
     if not sorted(source.glob("*.yaml")):

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from infra.components.operators.crds import DASK, KUBERAY, crd_schema
 

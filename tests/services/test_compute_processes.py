@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from infra.components import dask, ray
+from infra.components.operators.dask import DASHBOARD_PORT, SCHEDULER_PORT
 from infra.components.operators.platform_env import ComputePlatform
 from infra.config import StackConfig
 from infra.images import image_ref
@@ -77,9 +78,7 @@ def _ok(url: str) -> bool:
 def scheduler(tmp_path: Path) -> Iterator[tuple[str, str]]:
     container = _cluster()["spec"]["scheduler"]["spec"]["containers"][0]
     comm, dashboard = free_port(), free_port()
-    args = _local(
-        container["args"], {str(dask.SCHEDULER_PORT): str(comm), f":{dask.DASHBOARD_PORT}": f"{LOOPBACK}:{dashboard}"}
-    )
+    args = _local(container["args"], {str(SCHEDULER_PORT): str(comm), f":{DASHBOARD_PORT}": f"{LOOPBACK}:{dashboard}"})
     assert args[:2] == ["dask", "scheduler"]
     process = ServiceProcess(
         "dask-scheduler",
@@ -145,7 +144,7 @@ def test_dask_pods_commands_probes_and_the_operators_api(scheduler: tuple[str, s
             # Moved off the retired worker before it closed: nothing recomputed, nothing lost.
             assert [f.status for f in held] == ["finished", "finished"]
             assert [len(f.result(timeout=30)) for f in held] == [1000, 1001]
-            where = client.who_has(held)  # type: ignore[no-untyped-call]
+            where = client.who_has(held)
             assert all(len(where[f.key]) >= 1 for f in held), where
     finally:
         first.stop()

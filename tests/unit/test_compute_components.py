@@ -41,13 +41,13 @@ AWS = ComputePlatform(
     namespace="qframe", lake_bucket="lake", object_store_endpoint=None, mlflow=False, postgres_in_cluster=False
 )
 
-DASK_CONFIGS = {
+DASK_CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "zero-to-twenty": {"minWorkers": 0, "maxWorkers": 20, "workerThreads": 4},
     "fixed": {"minWorkers": 3, "maxWorkers": 3},
 }
 GPU = {"count": 2, "nodeSelector": {"accelerator": "a100"}, "tolerationKey": "nvidia.com/gpu"}
-RAY_CONFIGS = {
+RAY_CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "zero-to-twenty": {"workerGroups": [{"name": "cpu", "minReplicas": 0, "maxReplicas": 20}]},
     "gpu-group": {
@@ -117,7 +117,7 @@ def test_dask_worker_and_scheduler_containers() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "object-store-research", "key": "secret-key"}}
     assert env["QFRAME_CATALOG_URL"] == {"secretKeyRef": {"name": "postgres-catalog", "key": "uri"}}
     scheduler_env = _env(scheduler)
-    routes = scheduler_env.pop("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES")
+    assert "distributed.http.scheduler.api" in scheduler_env.pop("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES")
     assert scheduler_env == env
     labels = cluster["metadata"]["labels"]
     for client in ("qframe.io/object-store-client", "qframe.io/mlflow-client", "qframe.io/postgres-client"):

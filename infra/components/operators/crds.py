@@ -56,7 +56,7 @@ def crd_files(operator: str) -> list[Path]:
 @functools.cache
 def load_crds(operator: str) -> tuple[dict[str, Any], ...]:
     """Every CRD of ``operator``, parsed (libyaml: the KubeRay files are 3 MB)."""
-    crds = []
+    crds: list[dict[str, Any]] = []
     for path in crd_files(operator):
         crds.extend(doc for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) if doc)
     return tuple(crds)
