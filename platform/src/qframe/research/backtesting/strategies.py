@@ -47,13 +47,18 @@ class StrategyError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One declared strategy parameter: its kind (int or float), default and inclusive bounds."""
+    """One declared strategy parameter: its kind (int or float), default and inclusive bounds.
+
+    ``lookback=True`` marks a count of bars of history the strategy needs before its first position; the
+    sweep planner refuses values longer than the window they would run on (they could never trade).
+    """
 
     kind: type
     default: ParamValue
     minimum: ParamValue | None = None
     maximum: ParamValue | None = None
     help: str = ""
+    lookback: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in (int, float):
@@ -106,6 +111,11 @@ class Strategy(ABC):
                 "(e.g. {'size': ParamSpec(float, 1.0, minimum=0.0, maximum=1.0)})"
             )
         _REGISTRY[name] = cls
+
+    @classmethod
+    def lookbacks(cls) -> list[str]:
+        """The parameters that count bars of history (``ParamSpec(lookback=True)``)."""
+        return [key for key, spec in cls.parameters.items() if spec.lookback]
 
     @classmethod
     def valid(cls, combo: Mapping[str, ParamValue]) -> bool:
@@ -264,8 +274,8 @@ class MovingAverageCrossover(Strategy):
 
     name = "ma_crossover"
     parameters: ClassVar[dict[str, ParamSpec]] = {
-        "fast": ParamSpec(int, 10, minimum=1, help="bars in the fast moving average"),
-        "slow": ParamSpec(int, 50, minimum=2, help="bars in the slow moving average"),
+        "fast": ParamSpec(int, 10, minimum=1, help="bars in the fast moving average", lookback=True),
+        "slow": ParamSpec(int, 50, minimum=2, help="bars in the slow moving average", lookback=True),
         "allow_short": ParamSpec(int, 1, minimum=0, maximum=1, help="1: short when fast < slow; 0: flat"),
     }
 
@@ -311,8 +321,10 @@ class AdaptiveMeanReversion(Strategy):
 
     name = "adaptive_mean_reversion"
     parameters: ClassVar[dict[str, ParamSpec]] = {
-        "lookback_short": ParamSpec(int, 20, minimum=2, help="bars in the short volatility window"),
-        "lookback_long": ParamSpec(int, 100, minimum=3, help="bars in the mean/std and long volatility window"),
+        "lookback_short": ParamSpec(int, 20, minimum=2, help="bars in the short volatility window", lookback=True),
+        "lookback_long": ParamSpec(
+            int, 100, minimum=3, help="bars in the mean/std and long volatility window", lookback=True
+        ),
         "z_entry_base": ParamSpec(float, 1.5, minimum=0.0, help="entry z-score at normal volatility"),
     }
 
@@ -380,8 +392,8 @@ class MomentumBreakout(Strategy):
 
     name = "momentum_breakout"
     parameters: ClassVar[dict[str, ParamSpec]] = {
-        "lookback": ParamSpec(int, 20, minimum=1, help="bars in the entry channel"),
-        "exit_lookback": ParamSpec(int, 10, minimum=1, help="bars in the (tighter) exit channel"),
+        "lookback": ParamSpec(int, 20, minimum=1, help="bars in the entry channel", lookback=True),
+        "exit_lookback": ParamSpec(int, 10, minimum=1, help="bars in the (tighter) exit channel", lookback=True),
         "allow_short": ParamSpec(int, 1, minimum=0, maximum=1, help="1: also trade downside breakouts"),
     }
 
