@@ -389,6 +389,9 @@ class KafkaSettings(Closed):
     # How hard the brokers (every one a KRaft voter) are kept off each other's node: "required"
     # leaves a broker Pending rather than put two voters on one node.
     pod_anti_affinity: Literal["preferred", "required"] = "preferred"
+    # An existing Secret (tls.crt, tls.key, ca.crt: cert-manager's shape) for TLS on the client and
+    # inter-broker listener (SASL_SSL); none keeps SASL_PLAINTEXT inside the cluster network.
+    tls_secret: DnsLabel | None = None
 
     @model_validator(mode="after")
     def _quorum_and_topics(self) -> Self:

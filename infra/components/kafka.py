@@ -42,7 +42,8 @@ MS_PER_HOUR = 3_600_000
 # Pods carrying this label are admitted to the brokers' client port by the chart's NetworkPolicy.
 CLIENT_LABEL = {"qframe.io/kafka-client": "true"}
 SASL_MECHANISM = "SCRAM-SHA-512"
-SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+
+
 # The brokers' own identity and the bootstrap Job's: the chart's two super users.
 BROKER_USER, ADMIN_USER = "broker", "admin"
 # One SCRAM user per consumer: ingestion produces the market data, research consumes it.
@@ -50,6 +51,11 @@ WRITERS, READERS = ("ingestion",), ("research",)
 CONSUMERS = WRITERS + READERS
 # Readers may use consumer groups whose id starts with their own name ("research", "research.sweep-1").
 GROUP_PREFIX_IS_USER_NAME = True
+
+
+def security_protocol(settings: KafkaSettings) -> str:
+    """What clients connect with: SASL_SSL when the stack names a TLS Secret (``kafka.tlsSecret``)."""
+    return "SASL_SSL" if settings.tls_secret else "SASL_PLAINTEXT"
 
 
 def secret_name(user: str) -> str:
@@ -120,6 +126,7 @@ def build_values(
             "adminSecret": secret_name(ADMIN_USER),
             "users": build_auth_users(settings),
         },
+        "tls": {"existingSecret": settings.tls_secret or ""},
         "podAntiAffinity": settings.pod_anti_affinity,
         "initJob": {
             "enabled": True,
@@ -183,7 +190,9 @@ class Kafka(pulumi.ComponentResource):
         names: dict[str, str] = {}
         for user in (BROKER_USER, ADMIN_USER, *CONSUMERS):
             password = GeneratedPassword(f"{name}-{user}-password", opts=child)
-            data = pulumi.Output.all(bootstrap, password.value).apply(_login_data(user))
+            data = pulumi.Output.all(bootstrap, password.value).apply(
+                _login_data(user, security_protocol(args.settings))
+            )
             secrets.append(
                 credentials_secret(
                     f"{name}-{user}",
@@ -222,7 +231,7 @@ class Kafka(pulumi.ComponentResource):
         )
 
 
-def _login_data(user: str) -> Callable[[list[Any]], dict[str, str]]:
+def _login_data(user: str, protocol: str) -> Callable[[list[Any]], dict[str, str]]:
     """The keys of one user's Secret from ``[bootstrap servers, password]`` (for Output.all(...).apply).
     Consumers' Secrets also say how to connect, so a pod can take them as QFRAME_KAFKA_* variables."""
 
@@ -233,7 +242,7 @@ def _login_data(user: str) -> Callable[[list[Any]], dict[str, str]]:
                 {
                     "bootstrap-servers": str(values[0]),
                     "sasl-mechanism": SASL_MECHANISM,
-                    "security-protocol": SECURITY_PROTOCOL,
+                    "security-protocol": protocol,
                 }
             )
         return data

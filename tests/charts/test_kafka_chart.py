@@ -212,6 +212,38 @@ def test_schema_refuses_a_user_named_like_a_super_user_or_an_unknown_mechanism(t
     assert "groupPrefix" in helm_fails_with({"auth": {"users": [{**USERS[0], "groupPrefix": "a b"}]}}, tmp_path)
 
 
+def test_tls_secret_makes_the_client_listener_sasl_ssl_with_pem_from_files() -> None:
+    objects = render({"tls": {"existingSecret": "kafka-tls"}, "auth": {"users": USERS}})
+    props = server_properties(objects)
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+    assert props["listener.name.client.ssl.keystore.type"] == "PEM"
+    assert props["listener.name.client.ssl.keystore.key"] == "${secrets:/etc/kafka-tls:tls.key}"
+    assert props["listener.name.client.ssl.truststore.certificates"] == "${secrets:/etc/kafka-tls:ca.crt}"
+    pod = objects["StatefulSet", "kafka"]["spec"]["template"]["spec"]
+    (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert tls["secret"]["secretName"] == "kafka-tls"
+    assert {i["key"] for i in tls["secret"]["items"]} == {"tls.crt", "tls.key", "ca.crt"}
+    job = objects["Job", "kafka-bootstrap-topics"]["spec"]["template"]["spec"]
+    command = job["containers"][0]["command"]
+    assert command[command.index("--ca-file") + 1] == "/etc/kafka-auth/ca.crt"
+    (credentials,) = [v for v in job["volumes"] if v["name"] == "credentials"]
+    assert {"secret": {"name": "kafka-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in credentials[
+        "projected"
+    ]["sources"]  # the Job gets the CA, never the key
+    assert security.violations(objects["StatefulSet", "kafka"]) == []
+
+
+def test_without_a_tls_secret_nothing_tls_is_rendered() -> None:
+    objects = render()
+    assert not [k for k in server_properties(objects) if ".ssl." in k]
+    pod = objects["StatefulSet", "kafka"]["spec"]["template"]["spec"]
+    assert "tls" not in {v["name"] for v in pod["volumes"]}
+    assert (
+        "--ca-file"
+        not in objects["Job", "kafka-bootstrap-topics"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+
+
 def _anti_affinity(values: Mapping[str, Any]) -> dict[str, Any] | None:
     spec = render(values)["StatefulSet", "kafka"]["spec"]["template"]["spec"]
     affinity: dict[str, Any] | None = spec.get("affinity", {}).get("podAntiAffinity")

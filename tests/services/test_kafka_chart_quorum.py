@@ -7,6 +7,8 @@ credentials directory are rewritten for 127.0.0.1), formatted with the super use
 credentials as start-kafka.sh does. The quorum must form over SASL/PLAIN, a topic with replication
 factor 3 must reach three in-sync replicas (replication logs in with SCRAM as "broker"), and the
 chart's bootstrap script must create the users, whose produce/consume round trip uses acks=all.
+Run twice: as rendered by default, and with tls.existingSecret (SASL_SSL between the brokers too,
+each verifying the others' certificate against the CA).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.offline import REPO_ROOT
 from tests.harness import charts
+from tests.harness.tls import write_server_tls
 from tools.services._net import LOOPBACK, free_port, port_accepts
 from tools.services._process import ServiceProcess, child_env, run_once, service_workdir, stopped_on_exit
 from tools.services.kafka import KAFKA_HEAP_OPTS, KAFKA_LIB_DIR
@@ -51,21 +54,29 @@ class Quorum:
     bootstrap_servers: str
     admin_password: str
     mechanism: str
+    protocol: str
+    ca_file: str | None
 
 
-def chart_properties() -> dict[str, str]:
-    objects = charts.render_by_name(CHART, {"replicas": NODES}, namespace="qframe", release="kafka")
+def chart_properties(tls: bool) -> dict[str, str]:
+    values: dict[str, Any] = {"replicas": NODES}
+    if tls:
+        values["tls"] = {"existingSecret": "kafka-tls"}
+    objects = charts.render_by_name(CHART, values, namespace="qframe", release="kafka")
     text = objects["ConfigMap", "kafka-config"]["data"]["server.properties"]
     pairs = (line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
     return {key.strip(): value for key, value in pairs}
 
 
 def node_properties(
-    chart: dict[str, str], node: int, ports: list[tuple[int, int]], workdir: Path, credentials: Path
+    chart: dict[str, str], node: int, *, ports: list[tuple[int, int]], workdir: Path, credentials: Path, tls: Path
 ) -> str:
     client, controller = ports[node]
     settings = {key: value for key, value in chart.items() if key not in PLACEMENT}
-    settings = {key: value.replace("/etc/kafka-credentials", str(credentials)) for key, value in settings.items()}
+    settings = {
+        key: value.replace("/etc/kafka-credentials", str(credentials)).replace("/etc/kafka-tls", str(tls))
+        for key, value in settings.items()
+    }
     settings.update(
         {
             "node.id": str(node),
@@ -78,14 +89,16 @@ def node_properties(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-@pytest.fixture(scope="module")
-def quorum() -> Iterator[Quorum]:
+@pytest.fixture(scope="module", params=[False, True], ids=["sasl", "sasl-tls"])
+def quorum(request: pytest.FixtureRequest) -> Iterator[Quorum]:
     java = shutil.which("java")
     assert java is not None, "the services tier needs a Java 17+ runtime on PATH"
-    chart = chart_properties()
+    use_tls: bool = request.param
+    chart = chart_properties(use_tls)
     mechanism = chart["sasl.enabled.mechanisms"]
-    # The chart relies on all three being set: the test would prove nothing about a chart without them.
-    assert chart["listener.security.protocol.map"] == "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+    protocol = "SASL_SSL" if use_tls else "SASL_PLAINTEXT"
+    # The test would prove nothing about a chart that did not authenticate every listener.
+    assert chart["listener.security.protocol.map"] == f"CLIENT:{protocol},CONTROLLER:SASL_PLAINTEXT"
     passwords = {"broker": secrets.token_hex(16), "admin": secrets.token_hex(16)}
     with ExitStack() as stack:
         workdir = stack.enter_context(service_workdir("kafka-quorum", None))
@@ -93,6 +106,7 @@ def quorum() -> Iterator[Quorum]:
         credentials.mkdir(mode=0o700)
         for user, password in passwords.items():
             (credentials / f"{user}-password").write_text(password, encoding="utf-8")
+        tls = write_server_tls(workdir / "tls")
         ports = [(free_port(), free_port()) for _ in range(NODES)]
         assert len({p for pair in ports for p in pair}) == 2 * NODES
         env = child_env(drop=("KAFKA_OPTS", "KAFKA_HEAP_OPTS", "JAVA_TOOL_OPTIONS", "CLASSPATH"))
@@ -103,7 +117,10 @@ def quorum() -> Iterator[Quorum]:
         processes = []
         for node in range(NODES):
             config = workdir / f"server-{node}.properties"
-            config.write_text(node_properties(chart, node, ports, workdir, credentials), encoding="utf-8")
+            config.write_text(
+                node_properties(chart, node, ports=ports, workdir=workdir, credentials=credentials, tls=tls),
+                encoding="utf-8",
+            )
             log = workdir / f"kafka-{node}.log"
             fix = "see the broker log above"
             format_ = [*jvm, "kafka.tools.StorageTool", "format", "--config", str(config), "--cluster-id", CLUSTER_ID]
@@ -118,17 +135,18 @@ def quorum() -> Iterator[Quorum]:
                 functools.partial(port_accepts, client_port), timeout_s=START_TIMEOUT_S, what="the client port"
             )
         bootstrap = ",".join(f"{LOOPBACK}:{client}" for client, _ in ports)
-        yield Quorum(bootstrap, passwords["admin"], mechanism)
+        yield Quorum(bootstrap, passwords["admin"], mechanism, protocol, str(tls / "ca.crt") if use_tls else None)
 
 
 def login(quorum: Quorum, user: str, password: str) -> dict[str, Any]:
-    return {
+    config = {
         "bootstrap.servers": quorum.bootstrap_servers,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": quorum.protocol,
         "sasl.mechanisms": quorum.mechanism,
         "sasl.username": user,
         "sasl.password": password,
     }
+    return config if quorum.ca_file is None else {**config, "ssl.ca.location": quorum.ca_file}
 
 
 def wait_for_brokers(admin: AdminClient, count: int, timeout_s: float = 120.0) -> None:
@@ -181,6 +199,7 @@ def test_three_brokers_form_a_quorum_replicate_and_serve_the_users(quorum: Quoru
             str(tmp_path / "users"),
             "--wait-seconds",
             "120",
+            *([] if quorum.ca_file is None else ["--ca-file", quorum.ca_file]),
         ],
         capture_output=True,
         text=True,

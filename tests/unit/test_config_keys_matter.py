@@ -58,6 +58,7 @@ SAMPLES: dict[str, list[Any]] = {
     "postgres.rds.securityGroupIds": [["sg-0a1b2c3d4e5f60718", "sg-0a1b2c3d4e5f60719"]],
     "postgres.inCluster.podNetworks": [["10.42.0.0/16"]],
     "kafka.topics[0].name": ["trades"],
+    "kafka.tlsSecret": ["kafka-tls"],
     "aws.region": ["us-east-1"],
     "mlflow.auth.adminUsername": ["root"],
     "mlflow.ingress.host": ["tracking.example.com"],

@@ -11,7 +11,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from infra.components.kafka import CLIENT_LABEL, CONSUMERS, Kafka, KafkaArgs, build_auth_users, kraft_cluster_id
+from infra.components.kafka import (
+    CLIENT_LABEL,
+    CONSUMERS,
+    Kafka,
+    KafkaArgs,
+    build_auth_users,
+    kraft_cluster_id,
+    security_protocol,
+)
 from infra.components.kafka import build_values as build_kafka_values
 from infra.config import PROJECT, StackConfig, parse_raw_config
 from infra.image_tags import IMAGE_TAGS
@@ -135,6 +143,14 @@ def test_auth_values_name_secrets_and_give_each_consumer_exactly_its_side() -> N
         ],
     }
     assert values["podAntiAffinity"] == "preferred"
+    assert values["tls"] == {"existingSecret": ""}
+
+
+def test_a_tls_secret_turns_the_listener_and_the_consumers_protocol_to_sasl_ssl() -> None:
+    cfg = StackConfig.model_validate({"kafka": {"tlsSecret": "kafka-tls"}})
+    assert build_values(cfg, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")["tls"] == {"existingSecret": "kafka-tls"}
+    assert security_protocol(cfg.kafka) == "SASL_SSL"
+    assert security_protocol(stack("dev").kafka) == "SASL_PLAINTEXT"
 
 
 def test_acls_follow_the_stacks_topics_and_anti_affinity_its_setting() -> None:

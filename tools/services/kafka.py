@@ -7,6 +7,8 @@ Central); a Java 17+ runtime must be on PATH.
 client (and inter-broker) listener, SASL/PLAIN on the controller listener, StandardAuthorizer with
 no access unless an ACL allows it, super users ``broker`` and ``admin`` whose SCRAM credentials are
 written at format time, and passwords read from files through the DirectoryConfigProvider.
+``tls_dir`` (a directory holding tls.crt, tls.key and ca.crt, as the chart's tls.existingSecret)
+adds TLS to the client listener (SASL_SSL), with the PEM read the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class KafkaService:
     sasl_mechanism: str | None = None
     """Set when the broker was started with ``sasl=True``."""
     admin_password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    """The CA to verify a TLS broker (``tls_dir``) with."""
 
     def client_config(self, username: str | None = None, password: str | None = None) -> dict[str, str]:
         """librdkafka settings to reach this broker: as ``username`` (default the super user ``admin``
@@ -59,9 +63,11 @@ class KafkaService:
         if self.sasl_mechanism is None:
             return config
         user, secret = (ADMIN_USER, self.admin_password) if username is None else (username, password)
+        if self.ca_file is not None:
+            config["ssl.ca.location"] = self.ca_file
         return {
             **config,
-            "security.protocol": "SASL_PLAINTEXT",
+            "security.protocol": "SASL_PLAINTEXT" if self.ca_file is None else "SASL_SSL",
             "sasl.mechanisms": self.sasl_mechanism,
             "sasl.username": user or "",
             "sasl.password": secret or "",
@@ -88,11 +94,22 @@ def _kafka_fix(fix: str) -> Callable[[str], str]:
     return for_log
 
 
-def _sasl_properties(credentials: Path, mechanism: str) -> dict[str, str]:
+def _sasl_properties(credentials: Path, mechanism: str, tls_dir: Path | None = None) -> dict[str, str]:
     """The security settings charts/kafka renders (templates/configmap.yaml), for a broker on loopback."""
     password = f"${{secrets:{credentials}:broker-password}}"
+    tls = {}
+    if tls_dir is not None:
+        tls = {
+            "listener.name.client.ssl.keystore.type": "PEM",
+            "listener.name.client.ssl.keystore.certificate.chain": f"${{secrets:{tls_dir}:tls.crt}}",
+            "listener.name.client.ssl.keystore.key": f"${{secrets:{tls_dir}:tls.key}}",
+            "listener.name.client.ssl.truststore.type": "PEM",
+            "listener.name.client.ssl.truststore.certificates": f"${{secrets:{tls_dir}:ca.crt}}",
+        }
+    client = "SASL_PLAINTEXT" if tls_dir is None else "SASL_SSL"
     return {
-        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        **tls,
+        "listener.security.protocol.map": f"CLIENT:{client},CONTROLLER:SASL_PLAINTEXT",
         "sasl.enabled.mechanisms": mechanism,
         "listener.name.client.sasl.enabled.mechanisms": mechanism,
         "sasl.mechanism.inter.broker.protocol": mechanism,
@@ -151,12 +168,15 @@ def kafka_server(
     startup_timeout_s: float = KAFKA_TIMEOUT_S,
     workdir_parent: Path | None = None,
     sasl: bool = False,
+    tls_dir: Path | None = None,
 ) -> Iterator[KafkaService]:
     """A single-node Apache Kafka broker+controller (KRaft) run from the jars in ``.tools/kafka-lib``;
     with ``sasl`` authenticated and authorized as charts/kafka configures it (module docstring)."""
     service = "Kafka"
     kafka_lib = kafka_lib if kafka_lib is not None else KAFKA_LIB_DIR
     fix = f"run tools/install kafka (puts the broker jars in {KAFKA_LIB_DIR})"
+    if tls_dir is not None and not sasl:
+        raise ValueError("kafka_server(tls_dir=...) needs sasl=True: the chart's TLS listener is SASL_SSL")
     java_bin = java if java is not None else shutil.which("java")
     if java_bin is None:
         raise ServiceStartError(
@@ -189,7 +209,7 @@ def kafka_server(
             for user, password in passwords.items():
                 (credentials / f"{user}-password").write_text(password, encoding="utf-8")
                 add_scram += ["--add-scram", f"{SASL_MECHANISM}=[name={user},password={password}]"]
-            sasl_settings = _sasl_properties(credentials, SASL_MECHANISM)
+            sasl_settings = _sasl_properties(credentials, SASL_MECHANISM, tls_dir)
         properties.write_text(
             _kafka_properties(
                 node_id=1,
@@ -252,6 +272,7 @@ def kafka_server(
                 started_in_s=0.0,
                 sasl_mechanism=SASL_MECHANISM if sasl else None,
                 admin_password=passwords[ADMIN_USER] if sasl else None,
+                ca_file=None if tls_dir is None else str(tls_dir / "ca.crt"),
             )
             deadline = time.monotonic() + startup_timeout_s
             process.wait_ready(

@@ -344,10 +344,14 @@ def ensure_users(admin: AdminClient, auth: Auth, passwords: Path, report: list[s
 
 def client_config(args: argparse.Namespace, auth: Auth | None) -> dict[str, str]:
     config = {"bootstrap.servers": args.bootstrap_servers, "client.id": "qframe-bootstrap-topics"}
+    if args.ca_file is not None:
+        if auth is None:
+            raise ValueError("--ca-file needs --auth-json: the TLS listener also requires a SASL login")
+        config["ssl.ca.location"] = str(args.ca_file)
     if auth is not None:
         config.update(
             {
-                "security.protocol": "SASL_PLAINTEXT",
+                "security.protocol": "SASL_SSL" if args.ca_file is not None else "SASL_PLAINTEXT",
                 "sasl.mechanisms": auth.mechanism,
                 "sasl.username": ADMIN_USER,
                 "sasl.password": read_secret_file(args.admin_password_file),
@@ -364,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth-json", type=Path, help="users and ACLs to ensure; connect as 'admin' over SASL")
     parser.add_argument("--admin-password-file", type=Path, help="the admin password (with --auth-json)")
     parser.add_argument("--user-passwords-dir", type=Path, help="one file per user, named after it (with --auth-json)")
+    parser.add_argument("--ca-file", type=Path, help="connect with TLS (SASL_SSL), verifying the brokers with this CA")
     args = parser.parse_args(argv)
     if args.auth_json is not None and (args.admin_password_file is None or args.user_passwords_dir is None):
         parser.error("--auth-json needs --admin-password-file and --user-passwords-dir")

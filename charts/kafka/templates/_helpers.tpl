@@ -87,3 +87,19 @@ kafka.authJson
 {{- end -}}
 {{- toJson (dict "mechanism" .Values.auth.mechanism "users" $users) -}}
 {{- end -}}
+
+{{/*
+kafka.tlsDir
+  Where the brokers and the bootstrap Job find tls.crt, tls.key and ca.crt of tls.existingSecret.
+*/}}
+{{- define "kafka.tlsDir" -}}
+/etc/kafka-tls
+{{- end -}}
+
+{{/*
+kafka.clientProtocol
+  The security protocol of the client (and inter-broker) listener: SASL_SSL with tls.existingSecret.
+*/}}
+{{- define "kafka.clientProtocol" -}}
+{{- if .Values.tls.existingSecret -}}SASL_SSL{{- else -}}SASL_PLAINTEXT{{- end -}}
+{{- end -}}
