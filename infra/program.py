@@ -184,6 +184,7 @@ def deploy(cfg: StackConfig) -> None:
     pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
     pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)
     pulumi.export("kafka_topics", kafka.topics)
+    pulumi.export("kafka_credentials_secrets", kafka.credentials_secrets)
     if mlflow is not None:
         pulumi.export("mlflow_tracking_uri", mlflow.tracking_uri)
         pulumi.export("mlflow_auth_secret", mlflow.auth_secret)

@@ -193,6 +193,7 @@ def _program() -> None:
     pulumi.export("bootstrap_servers", kafka.bootstrap_servers)
     pulumi.export("service_name", kafka.service_name)
     pulumi.export("topics", kafka.topics)
+    pulumi.export("credentials_secrets", kafka.credentials_secrets)
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +224,9 @@ def test_outputs(dev_run: ProgramRun) -> None:
     assert dev_run.outputs["bootstrap_servers"] == "kafka.qframe.svc:9092"
     assert dev_run.outputs["service_name"] == "kafka"
     assert dev_run.outputs["topics"] == ["market-data.1m", "market-data.1h", "market-data.1d"]
+    # Secret names only: the passwords never leave the Secrets.
+    assert dev_run.outputs["credentials_secrets"] == {"ingestion": "kafka-ingestion", "research": "kafka-research"}
+    assert not dev_run.secret_outputs
 
 
 def test_cluster_id_is_stable_across_runs(dev_run: ProgramRun) -> None:
