@@ -19,8 +19,8 @@ import structlog
 from mlflow.tracking import MlflowClient
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.evaluate import simulate
-from qframe.research.backtesting.frequency import infer_bar_frequency, resolve_frequency
 from qframe.research.backtesting.types import MarketData
+from qframe.research.bar_frequency import infer_bar_frequency, resolve_frequency
 from qframe.research.cli import app
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.reporting.tear_sheet import format_value

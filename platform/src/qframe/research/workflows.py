@@ -22,7 +22,6 @@ import structlog
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.engine import DistributedBacktestEngine
 from qframe.research.backtesting.evaluate import simulate
-from qframe.research.backtesting.frequency import resolve_frequency
 from qframe.research.backtesting.results import (
     PARAM_PREFIX,
     SAMPLE_OUT,
@@ -33,6 +32,7 @@ from qframe.research.backtesting.results import (
 )
 from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.backtesting.walk_forward import walk_forward_splits
+from qframe.research.bar_frequency import resolve_frequency
 from qframe.research.data_lake.storage import DataLakeStorage
 from qframe.research.reporting.strategy_report import log_strategy_report
 from qframe.research.reporting.tear_sheet import build_tear_sheet

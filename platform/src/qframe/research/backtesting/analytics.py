@@ -3,7 +3,7 @@
 Conventions (every figure is per the periodic returns ``r_1..r_n`` of the series given):
 
 - ``bars_per_year`` is given, or inferred from the series' timestamps (calendar-aware: 24/7 vs exchange
-  sessions, see :mod:`qframe.research.backtesting.frequency`), or 252 for a series without timestamps.
+  sessions, see :mod:`qframe.research.bar_frequency`), or 252 for a series without timestamps.
 - ``total_return`` = prod(1 + r) - 1; ``annualized_return`` = (1 + total)^(bars_per_year / n) - 1 (geometric).
 - ``volatility`` = sample std (ddof=1) x sqrt(bars_per_year).
 - ``sharpe_ratio`` = mean(r - rf) / std(r - rf, ddof=1) x sqrt(bars_per_year), with the annual ``risk_free_rate``
@@ -38,8 +38,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from qframe.research.backtesting.frequency import DEFAULT_BARS_PER_YEAR, BarFrequency, resolve_frequency
 from qframe.research.backtesting.monte_carlo import DEFAULT_CONFIDENCE_LEVELS, bootstrap_confidence_intervals
+from qframe.research.bar_frequency import DEFAULT_BARS_PER_YEAR, BarFrequency, resolve_frequency
 
 FloatArray = npt.NDArray[np.float64]
 SeriesKind = Literal["auto", "returns", "equity"]

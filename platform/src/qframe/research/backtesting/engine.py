@@ -38,11 +38,11 @@ from qframe.research.backtesting.checkpoints import (
     data_fingerprint,
 )
 from qframe.research.backtesting.evaluate import evaluate_task
-from qframe.research.backtesting.frequency import BarFrequency, resolve_frequency
 from qframe.research.backtesting.observability import EngineMetrics, sweep_logger, sweep_progress
 from qframe.research.backtesting.results import SELECTION_METRICS, BacktestResults, get_performance_summary
 from qframe.research.backtesting.sweep_plan import SweepPlan, as_market_data, plan_sweep
 from qframe.research.backtesting.types import CostModel, MarketData
+from qframe.research.bar_frequency import BarFrequency, resolve_frequency
 
 DEFAULT_BLOCK_SIZE = 64
 

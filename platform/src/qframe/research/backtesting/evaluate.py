@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from qframe.research.backtesting import kernels
-from qframe.research.backtesting.frequency import infer_bar_frequency
 from qframe.research.backtesting.results import PARAM_PREFIX, SAMPLE_FULL, SAMPLE_IN, SAMPLE_OUT
 from qframe.research.backtesting.strategies import (
     ParamBlock,
@@ -38,6 +37,7 @@ from qframe.research.backtesting.types import (
     ParamValue,
     SimulationResult,
 )
+from qframe.research.bar_frequency import infer_bar_frequency
 
 # Memory for one batch of strategy targets on the generic path (signals, then simulation).
 TARGETS_BUDGET_BYTES = 64 * 2**20

@@ -223,6 +223,8 @@ def validate(path: Annotated[Path, typer.Argument(help="a .csv or .parquet file 
         if not report.ok:
             fail(report.summary(), code=1)
         console.print(f"{path}: valid ({report.n_rows:,} bars)")
+        for line in report.summary().splitlines()[1:]:  # gaps and how zone-less timestamps were read
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("list")

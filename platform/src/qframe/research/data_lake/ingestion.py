@@ -48,6 +48,7 @@ from qframe.research.data_lake.storage_layout import (
 )
 from qframe.research.data_lake.synthetic import generate_market_data
 from qframe.research.data_lake.validation import (
+    NAIVE_TIMESTAMPS_ATTR,
     NUMERIC_COLUMNS,
     REQUIRED_COLUMNS,
     MarketDataValidationError,
@@ -145,11 +146,27 @@ def normalise_bars(
             f"missing column(s) {missing} after mapping; columns present: {list(frame.columns)}. Map yours with "
             "column_map={'<your name>': '<lake name>'}" + (", or pass symbol='<ticker>'" if "symbol" in missing else "")
         )
-    frame["timestamp"] = _parse_timestamps(frame["timestamp"], unit=timestamp_unit, source_tz=source_tz)
+    raw = frame["timestamp"]
+    frame["timestamp"] = _parse_timestamps(raw, unit=timestamp_unit, source_tz=source_tz)
+    if _is_naive(raw):
+        # Validation reports this reading, so `qframe data validate` says what ingestion will store.
+        frame.attrs[NAIVE_TIMESTAMPS_ATTR] = source_tz
     frame["symbol"] = frame["symbol"].astype("str")
     for column in NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
     return frame
+
+
+def _is_naive(values: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_dtype(values.dtype) and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return True
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return False
+    try:
+        sample = pd.to_datetime(values.dropna().head(100), format="mixed", errors="coerce")
+    except (ValueError, TypeError):  # e.g. several UTC offsets: zoned, so not naive
+        return False
+    return bool(pd.api.types.is_datetime64_dtype(sample.dtype) and not isinstance(sample.dtype, pd.DatetimeTZDtype))
 
 
 def _parse_timestamps(values: pd.Series, *, unit: TimestampUnit | None, source_tz: str) -> pd.Series:

@@ -33,6 +33,11 @@ RULES: Final[Mapping[str, str]] = {
     "timestamp_not_increasing": "timestamps must increase per symbol, in row order",
 }
 
+# normalise_bars sets this attribute on the frame when timestamps without a zone were read in a zone (UTC by
+# default); the report then says so, so validating a file states what ingesting it would store.
+NAIVE_TIMESTAMPS_ATTR: Final = "qframe.naive_timestamps_read_in"
+MAX_GAP_EXAMPLES: Final = 5
+
 QUARANTINE_HINT: Final = (
     "fix: correct or drop these rows and retry, or pass quarantine=True to DataIngestionPipeline to write the "
     "valid rows to the lake and set the offending rows aside (dataset 'quarantine.<name>', quality QUARANTINED)"
@@ -49,6 +54,31 @@ class RuleViolation:
     examples: tuple[dict[str, Any], ...]  # row (0-based position), symbol, timestamp and the numeric values
 
 
+@dataclass(frozen=True)
+class GapReport:
+    """Missing bars of one symbol against its inferred bar frequency (outages, not rule violations)."""
+
+    symbol: str
+    frequency: str  # how the expected spacing was inferred, e.g. "1h bars, 24/7 calendar: ..."
+    count: int
+    missing_bars: int
+    largest: pd.Timedelta
+    largest_after: pd.Timestamp  # the last bar before the largest gap
+    examples: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]  # (last bar before, first bar after)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{a} -> {b}" for a, b in self.examples)
+        more = f" (+{self.count - len(self.examples)} more)" if self.count > len(self.examples) else ""
+        return (
+            f"{self.symbol}: {self.count} gap(s), ~{self.missing_bars} missing bar(s), largest {_span(self.largest)} "
+            f"after {self.largest_after}; expected {self.frequency}; gaps: {shown}{more}"
+        )
+
+
+def _span(delta: pd.Timedelta) -> str:
+    return str(delta).removeprefix("0 days ")
+
+
 @dataclass(frozen=True, eq=False)
 class ValidationReport:
     """What is wrong with a frame of bars. ``ok`` is True only when nothing is."""
@@ -60,6 +90,9 @@ class ValidationReport:
     invalid_mask: np.ndarray = field(repr=False)
     # Per row, the ids of the rules it breaks joined by ",", "" for valid rows.
     row_reasons: np.ndarray = field(repr=False)
+    # Warnings that do not reject the data: gaps per symbol, and how timestamps without a zone were read.
+    gaps: tuple[GapReport, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -76,7 +109,7 @@ class ValidationReport:
     def summary(self, *, max_rows: int | None = None) -> str:
         """A readable multi-line account of every problem, ending with how to fix it."""
         if self.ok:
-            return f"market data valid: {self.n_rows} rows"
+            return "\n".join([f"market data valid: {self.n_rows} rows", *self._warnings()])
         lines: list[str] = []
         if self.schema_errors:
             lines.append(f"market data rejected: {len(self.schema_errors)} schema problem(s), rows were not checked")
@@ -92,8 +125,17 @@ class ValidationReport:
             hidden = violation.count - len(shown)
             if hidden > 0:
                 lines.append(f"      ... and {hidden} more")
+        lines.extend(self._warnings())
         lines.append(QUARANTINE_HINT)
         return "\n".join(lines)
+
+    def _warnings(self) -> list[str]:
+        lines = [f"note: {note}" for note in self.notes]
+        if self.gaps:
+            total = sum(gap.count for gap in self.gaps)
+            lines.append(f"warning: {total} gap(s) in the bars (returns and features span them):")
+            lines.extend(f"  - {gap.describe()}" for gap in self.gaps)
+        return lines
 
     def raise_if_invalid(self) -> None:
         if not self.ok:
@@ -118,9 +160,17 @@ def validate_market_data(df: pd.DataFrame, *, max_examples: int = 20) -> Validat
         raise ValueError(f"max_examples must be >= 0, got {max_examples}")
     n_rows = len(df)
     schema_errors = _schema_errors(df)
+    notes: tuple[str, ...] = ()
+    if NAIVE_TIMESTAMPS_ATTR in df.attrs:
+        zone = df.attrs[NAIVE_TIMESTAMPS_ATTR]
+        notes = (
+            f"timestamps without a time zone were read as {zone} (the lake stores UTC instants); if they are "
+            "another zone's local times, say so when ingesting: DataIngestionPipeline(...).ingest_file_sync(..., "
+            "source_tz='<zone>')",
+        )
     if schema_errors:
         empty = np.zeros(n_rows, dtype=bool)
-        return ValidationReport(n_rows, tuple(schema_errors), (), empty, np.full(n_rows, "", dtype=object))
+        return ValidationReport(n_rows, tuple(schema_errors), (), empty, np.full(n_rows, "", dtype=object), (), notes)
 
     masks = _rule_masks(df)
     violations: list[RuleViolation] = []
@@ -135,7 +185,64 @@ def validate_market_data(df: pd.DataFrame, *, max_examples: int = 20) -> Validat
         reasons[mask] = np.where(reasons[mask] == "", rule, reasons[mask] + "," + rule)
         rows = np.flatnonzero(mask)[:max_examples]
         violations.append(RuleViolation(rule, description, count, _examples(df, rows)))
-    return ValidationReport(n_rows, (), tuple(violations), invalid, reasons)
+    gaps = find_gaps(df[~invalid])
+    return ValidationReport(n_rows, (), tuple(violations), invalid, reasons, gaps, notes)
+
+
+def find_gaps(df: pd.DataFrame) -> tuple[GapReport, ...]:
+    """Per symbol, spacings longer than the inferred bar frequency allows (calendar-aware).
+
+    24/7 bars and weekly or longer bars: a spacing over 1.5 bars is a gap. Exchange-session intraday bars:
+    only within one UTC day (nights and weekends are the calendar). Exchange daily bars: two or more
+    missing weekdays in a row (a lone weekday is usually a holiday). Symbols with fewer than 3 bars are
+    skipped (no frequency to infer).
+    """
+    from qframe.research.bar_frequency import infer_bar_frequency  # noqa: PLC0415 - pandas-only, small
+
+    reports: list[GapReport] = []
+    for symbol, rows in df.groupby(df["symbol"].astype(str), sort=True):
+        stamps = pd.DatetimeIndex(rows["timestamp"]).dropna().unique().sort_values()
+        if len(stamps) < 3:
+            continue
+        frequency = infer_bar_frequency(stamps)
+        if frequency.bar is None:
+            continue
+        before, after = stamps[:-1], stamps[1:]
+        spacing = after - before
+        bar = frequency.bar
+        days = bar / pd.Timedelta(days=1)
+        if frequency.calendar == "exchange sessions" and days < 4.5:
+            if days >= 0.8:
+                missing = (
+                    np.busday_count(
+                        before.tz_localize(None).values.astype("datetime64[D]"),
+                        after.tz_localize(None).values.astype("datetime64[D]"),
+                    )
+                    - 1
+                )
+                is_gap = missing >= 2
+            else:
+                missing = np.rint(spacing / bar).astype(np.int64) - 1
+                is_gap = (spacing > 1.5 * bar) & (before.normalize() == after.normalize())
+        else:
+            missing = np.rint(spacing / bar).astype(np.int64) - 1
+            is_gap = spacing > 1.5 * bar
+        positions = np.flatnonzero(np.asarray(is_gap))
+        if positions.size == 0:
+            continue
+        largest = positions[int(np.argmax(np.asarray(spacing)[positions]))]
+        reports.append(
+            GapReport(
+                symbol=str(symbol),
+                frequency=frequency.describe(),
+                count=int(positions.size),
+                missing_bars=int(np.asarray(missing)[positions].sum()),
+                largest=pd.Timedelta(spacing[largest]),
+                largest_after=before[largest],
+                examples=tuple((before[i], after[i]) for i in positions[:MAX_GAP_EXAMPLES]),
+            )
+        )
+    return tuple(reports)
 
 
 def _schema_errors(df: pd.DataFrame) -> list[str]:
