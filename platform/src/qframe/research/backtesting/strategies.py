@@ -196,7 +196,7 @@ def strategy_payload(name: str) -> bytes | None:
     if not ships_by_value(cls):
         return None
     try:
-        import cloudpickle  # noqa: PLC0415 - comes with dask/ray; sequential runs never need it
+        import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415 - comes with dask/ray only
     except ImportError:
         return None
     module = sys.modules.get(cls.__module__)
