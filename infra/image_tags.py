@@ -9,7 +9,7 @@ from typing import Final
 IMAGE_TAGS: Final[dict[str, str]] = {
     "coredns": "f2ab1cb84818",
     "dask-operator": "b4f9912be619",
-    "hub": "b9ab08e2da2d",
+    "hub": "f0c710522b08",
     "kafka": "94ed72bcf5d4",
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
