@@ -133,7 +133,7 @@ def create_research_integration(
     lake_url = resolved.resolved_lake_url
     if use_minio and not (lake_url.startswith("s3://") and resolved.s3_endpoint_url):
         raise IntegrationError(
-            f"use_minio=True but the lake is {lake_url!r}; set QFRAME_LAKE_URL=s3://<bucket>/<prefix> and "
+            f"use_minio=True but the lake is {redact(lake_url)!r}; set QFRAME_LAKE_URL=s3://<bucket>/<prefix> and "
             "QFRAME_S3_ENDPOINT_URL=<MinIO endpoint>, or call with use_minio=False"
         )
     options: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import structlog
 from qframe.research.data_lake.storage.base import DEFAULT_IO_THREADS, DataLakeStorage, ManifestChangedError
 from qframe.research.data_lake.storage_layout import LayoutError, StorageError, check_prefix
+from qframe.research.redaction import redact
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,7 @@ class S3Storage(DataLakeStorage):
                 raise LayoutError(f"endpoint_url={endpoint_url!r} needs an http:// or https:// scheme")
             host = urlsplit(endpoint_url).hostname or ""
             if scheme == "http" and host not in {"127.0.0.1", "localhost", "::1"}:
-                log.warning("lake.s3_plaintext_endpoint", endpoint_url=endpoint_url)
+                log.warning("lake.s3_plaintext_endpoint", endpoint_url=redact(endpoint_url))
         import s3fs  # noqa: PLC0415 - only S3 users pay for importing botocore
 
         sse: dict[str, str] = {}
@@ -91,7 +92,7 @@ class S3Storage(DataLakeStorage):
         return f"s3://{self.bucket_name}/{self.prefix}".rstrip("/")
 
     def _check_bucket(self) -> None:
-        where = self.endpoint_url or "AWS S3"
+        where = redact(self.endpoint_url) if self.endpoint_url else "AWS S3"
         try:
             self._fs.call_s3("head_bucket", Bucket=self.bucket_name)
         except FileNotFoundError:
@@ -106,7 +107,7 @@ class S3Storage(DataLakeStorage):
                 "the bucket policy"
             ) from None
         except OSError as exc:
-            raise StorageError(f"cannot reach bucket {self.bucket_name!r} at {where}: {exc}") from exc
+            raise StorageError(f"cannot reach bucket {self.bucket_name!r} at {where}: {redact(exc)}") from exc
 
     def _write(self, path: str, data: bytes, *, exclusive: bool) -> None:
         # One PUT is atomic on S3; If-None-Match makes the create-only commit atomic too.
