@@ -112,7 +112,8 @@ def test_the_same_run_shows_the_same_sharpe_in_summary_tear_sheet_mlflow_and_ana
     # 4. the tear sheet
     sheet = (out / "tear_sheets" / "ma_crossover.html").read_text()
     assert f"<th>sharpe_ratio</th><td>{format_value(analyzer_sharpe)}</td>" in sheet
-    assert "annualised with" in sheet
+    stated = "1h bars, 24/7 calendar: 8,760 bars/year (inferred" if override is None else "2,000 bars/year (given)"
+    assert f"annualised with {stated}" in sheet
 
     assert math.isfinite(summary_sharpe)
     assert summary_sharpe == pytest.approx(analyzer_sharpe, rel=1e-9)

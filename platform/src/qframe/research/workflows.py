@@ -117,7 +117,7 @@ def run_research_sweep(
     first = datasets[0]
     # One annualisation per dataset, the sweep's: the tear sheet, the tracked analysis and the summary agree.
     frequency = results.frequencies.get(first.name) or resolve_frequency(first.timestamps, opts.bars_per_year)
-    analyzer = AdvancedPerformanceAnalyzer(bars_per_year=frequency.bars_per_year)
+    analyzer = AdvancedPerformanceAnalyzer(frequency=frequency)
     best_opts = replace(opts, bars_per_year=frequency.bars_per_year)
     tracking = (
         tracker.start_sweep(

@@ -194,7 +194,11 @@ class AdvancedPerformanceAnalyzer:
         seed: int | None = 0,
         confidence_levels: Sequence[float] = DEFAULT_CONFIDENCE_LEVELS,
         block_size: int | None = None,
+        frequency: BarFrequency | None = None,
     ) -> None:
+        if frequency is not None:
+            # The sweep's annualisation of the dataset, with where it came from (shown in tear sheets).
+            bars_per_year = frequency.bars_per_year
         if bars_per_year is not None and not bars_per_year > 0:
             raise ValueError(
                 f"bars_per_year must be positive (252 for daily bars, 8760 for hourly 24/7 bars) or None to infer "
@@ -204,6 +208,7 @@ class AdvancedPerformanceAnalyzer:
             raise ValueError(f"rolling_window must be at least 2 bars (a std needs two points), got {rolling_window}")
         # None: inferred per analysed series from its DatetimeIndex (252 when it has none); see ``frequency``.
         self.given_bars_per_year = None if bars_per_year is None else float(bars_per_year)
+        self.frequency = frequency
         self.bars_per_year = DEFAULT_BARS_PER_YEAR if bars_per_year is None else float(bars_per_year)
         self.risk_free_rate = float(risk_free_rate)
         self.rolling_window = int(rolling_window)
@@ -261,6 +266,8 @@ class AdvancedPerformanceAnalyzer:
 
     def frequency_of(self, returns: pd.Series) -> BarFrequency:
         """The annualisation used for ``returns``: given, inferred from a DatetimeIndex, or the 252 default."""
+        if self.frequency is not None:
+            return self.frequency
         stamps = returns.index if isinstance(returns.index, pd.DatetimeIndex) and len(returns) >= 2 else None
         return resolve_frequency(stamps, self.given_bars_per_year)
 
