@@ -51,6 +51,7 @@ def test_every_credential_form_is_masked(text: str, secret: str, kept: str) -> N
         "s3://bucket/secret-data/file.parquet",
         "http://127.0.0.1:5000",
         'password authentication failed for user "qframe"',
+        "botocore.exceptions.NoCredentialsError: Unable to locate credentials",
         "file:///tmp/lake/datasets/bars.x/v1",
     ],
 )

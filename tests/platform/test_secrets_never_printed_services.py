@@ -78,7 +78,8 @@ def test_no_secret_in_any_output(postgres: PostgresService, databases: dict[str,
     bars = tmp_path / "bars.parquet"
     generate_market_data(["AAA"], periods=600, freq="1h", seed=1).to_parquet(bars)
     closed = free_port()  # nothing listens here: an unreachable server
-    fake = {kind: token(kind) for kind in ("userpw", "lone", "qpw", "qtok", "qsec", "mypw", "downpw", "dsnpw")}
+    kinds = ("userpw", "lone", "qpw", "qtok", "qsec", "mypw", "downpw", "dsnpw", "lakepw")
+    fake = {kind: token(kind) for kind in kinds}
     real = postgres.password
     pg = make_url(postgres.url)
     catalog_userinfo = databases["catalog"]
@@ -119,6 +120,10 @@ def test_no_secret_in_any_output(postgres: PostgresService, databases: dict[str,
     result = runs("data", "list", "--catalog", f"mysql://u:{fake['mypw']}@127.0.0.1/x", "--workdir", workdir)
     assert result.returncode == 2, runs.outputs[-1]
     result = runs("data", "list", "--catalog", f"host=db password={fake['dsnpw']}", "--workdir", workdir)
+    assert result.returncode == 2, runs.outputs[-1]
+
+    # a lake URL with S3 keys as userinfo (refused before any request: not a bucket name)
+    result = runs("status", "--lake", f"s3://AKIAEXAMPLE:{fake['lakepw']}@bucket/prefix", "--workdir", workdir)
     assert result.returncode == 2, runs.outputs[-1]
 
     # qframe backtest tracking to a real Postgres store, with the password in the URL

@@ -83,6 +83,14 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     return f"{match.group('scheme')}{MASK}@"
 
 
+def _mask_param(match: re.Match[str]) -> str:
+    key = match.group("key")
+    # "NoCredentialsError: Unable to ..." is an exception name and its message, not a key and a secret.
+    if ":" in match.group("sep") and key.lower().endswith(("error", "exception", "warning")):
+        return match.group(0)
+    return f"{match.group('lead')}{key}{match.group('kq')}{match.group('sep')}{match.group('quote')}{MASK}"
+
+
 def redact(text: object) -> str:
     """``str(text)`` with every secret this module recognises replaced by ``***``."""
     out = text if isinstance(text, str) else str(text)
@@ -93,9 +101,7 @@ def redact(text: object) -> str:
             out = out.replace(value, MASK)
     out = _USERINFO.sub(_mask_userinfo, out)
     out = _AUTH_HEADER.sub(lambda m: f"{m.group('kind')}{MASK}", out)
-    return _SECRET_PARAM.sub(
-        lambda m: f"{m.group('lead')}{m.group('key')}{m.group('kq')}{m.group('sep')}{m.group('quote')}{MASK}", out
-    )
+    return _SECRET_PARAM.sub(_mask_param, out)
 
 
 def _redact_value(value: Any) -> Any:

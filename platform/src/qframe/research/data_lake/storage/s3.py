@@ -108,6 +108,13 @@ class S3Storage(DataLakeStorage):
             ) from None
         except OSError as exc:
             raise StorageError(f"cannot reach bucket {self.bucket_name!r} at {where}: {redact(exc)}") from exc
+        except Exception as exc:
+            if type(exc).__name__ != "NoCredentialsError":  # botocore's; not imported here to keep it lazy
+                raise
+            raise StorageError(
+                f"no S3 credentials for bucket {self.bucket_name!r} at {where}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or an AWS profile / instance role), or pass the keys to the storage"
+            ) from None
 
     def _write(self, path: str, data: bytes, *, exclusive: bool) -> None:
         # One PUT is atomic on S3; If-None-Match makes the create-only commit atomic too.
