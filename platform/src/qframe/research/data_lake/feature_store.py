@@ -102,7 +102,7 @@ class FeatureStore:
         tags: Mapping[str, str] | None = None,
         quality_level: DataQuality = DataQuality.CURATED,
     ) -> DatasetMetadata:
-        """Writes one immutable version of a feature group and registers it (all or nothing)."""
+        """Writes one immutable version of a feature group and registers it; the same frame again is a safe retry."""
         name = feature_dataset_name(feature_group)
         check_version(version)
         _check_features(features_df)
@@ -116,6 +116,7 @@ class FeatureStore:
                 f"feature group {feature_group!r} version {version!r} already exists; versions are immutable: "
                 "store a new version"
             )
+        started = pd.Timestamp.now(tz="UTC")
         try:
             # adopt_identical: a retry finds the version the first attempt committed and registers that.
             manifest = self.storage.write_dataset(
@@ -144,7 +145,8 @@ class FeatureStore:
                 derived_from=derived_from,
             )
         except DatasetAlreadyRegistered:
-            self._discard_if_unreferenced(manifest)
+            if manifest.created_at >= started:  # only what this call wrote; an adopted version predates it
+                self._discard_if_unreferenced(manifest)
             raise
         except CatalogUnavailable as exc:
             raise CatalogUnavailable(
