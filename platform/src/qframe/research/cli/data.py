@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from qframe.research.cli._common import (
@@ -16,6 +16,7 @@ from qframe.research.cli._common import (
     CatalogUrl,
     LakeUrl,
     Workdir,
+    _bad_input_types,
     console,
     err_console,
     fail,
@@ -85,6 +86,61 @@ def generate(
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
 
 
+# How a file is read: the same options for `ingest` and `validate`, so validating says what ingesting stores.
+ColumnMap = Annotated[
+    list[str] | None,
+    typer.Option("--column-map", help="YOURS=lake column, repeatable, e.g. --column-map Date=timestamp"),
+]
+FileSymbol = Annotated[str | None, typer.Option("--symbol", help="symbol of a single-instrument file")]
+TimestampUnitOption = Annotated[
+    str | None, typer.Option("--timestamp-unit", help="epoch numbers count s, ms, us or ns")
+]
+Separator = Annotated[str | None, typer.Option("--sep", help="CSV field separator (default ',', '\\t' for .tsv)")]
+SourceTz = Annotated[str, typer.Option("--source-tz", help="zone of timestamps written without one")]
+
+# Python spellings in library messages -> the flags of these commands.
+_CLI_WORDS: tuple[tuple[str, str], ...] = (
+    ("column_map={'<your name>': '<lake name>'}", "--column-map '<your name>=<lake name>'"),
+    (
+        "DataIngestionPipeline(...).ingest_file_sync(..., column_map={'Date': 'timestamp'})",
+        "--column-map Date=timestamp",
+    ),
+    ("DataIngestionPipeline(...).ingest_file_sync(..., source_tz='<zone>')", "--source-tz <zone>"),
+    ("pass symbol='<ticker>'", "pass --symbol <ticker>"),
+    ("symbol= was given", "--symbol was given"),
+    ("timestamp_unit='s', 'ms', 'us' or 'ns'", "--timestamp-unit s, ms, us or ns"),
+    ("timestamp_unit=", "--timestamp-unit"),
+    ("pass quarantine=True to DataIngestionPipeline", "pass --quarantine"),
+    ("overwrite=True", "--overwrite"),
+)
+
+
+def in_cli_words(message: str) -> str:
+    for python, flag in _CLI_WORDS:
+        message = message.replace(python, flag)
+    return message
+
+
+def _read_options(
+    column_map: list[str] | None, symbol: str | None, timestamp_unit: str | None, sep: str | None, source_tz: str
+) -> dict[str, Any]:
+    mapping: dict[str, str] = {}
+    for item in column_map or []:
+        yours, eq, ours = item.partition("=")
+        if not eq or not yours.strip() or not ours.strip():
+            fail(f"--column-map {item!r} is not YOURS=lake, e.g. --column-map Date=timestamp")
+        mapping[yours.strip()] = ours.strip()
+    if timestamp_unit is not None and timestamp_unit not in ("s", "ms", "us", "ns"):
+        fail(f"--timestamp-unit {timestamp_unit!r} is not one of s, ms, us, ns")
+    return {
+        "column_map": mapping or None,
+        "symbol": symbol,
+        "timestamp_unit": timestamp_unit,
+        "source_tz": source_tz,
+        "csv_options": {"sep": sep.replace("\\t", "\t")} if sep else None,
+    }
+
+
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="a .csv or .parquet file of OHLCV bars")],
@@ -92,6 +148,12 @@ def ingest(
     version: Annotated[str, typer.Option(help="dataset version, e.g. v1")],
     quarantine: Annotated[bool, typer.Option(help="write bad rows aside instead of refusing the file")] = False,
     tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
+    column_map: ColumnMap = None,
+    symbol: FileSymbol = None,
+    timestamp_unit: TimestampUnitOption = None,
+    sep: Separator = None,
+    source_tz: SourceTz = "UTC",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing version (read its refusal first)")] = False,
     workdir: Workdir = None,
     lake: LakeUrl = None,
     catalog: CatalogUrl = None,
@@ -100,9 +162,17 @@ def ingest(
     from qframe.research.data_lake.ingestion import DataIngestionPipeline
 
     tags = _parse_tags(tag or [])
+    options = _read_options(column_map, symbol, timestamp_unit, sep, source_tz)
     with research_session(workdir, lake, catalog) as session:
         pipeline = DataIngestionPipeline(session.storage, session.catalog, quarantine=quarantine)
-        stored = pipeline.ingest_file_sync(path, name=name, version=version, tags=tags)
+        try:
+            stored = pipeline.ingest_file_sync(
+                path, name=name, version=version, tags=tags, overwrite=overwrite, **options
+            )
+        except Exception as exc:
+            if isinstance(exc, _bad_input_types()):
+                fail(in_cli_words(str(exc)))
+            raise
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
 
 
@@ -213,15 +283,27 @@ def stream(
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="a .csv or .parquet file of OHLCV bars")]) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="a .csv or .parquet file of OHLCV bars")],
+    column_map: ColumnMap = None,
+    symbol: FileSymbol = None,
+    timestamp_unit: TimestampUnitOption = None,
+    sep: Separator = None,
+    source_tz: SourceTz = "UTC",
+) -> None:
     """Check a file of bars against the market-data rules without writing anything."""
     from qframe.research.data_lake.ingestion import normalise_bars, read_bars_file
     from qframe.research.data_lake.validation import validate_market_data
 
+    options = _read_options(column_map, symbol, timestamp_unit, sep, source_tz)
+    csv_options = options.pop("csv_options")
     with plain_errors():
-        report = validate_market_data(normalise_bars(read_bars_file(path)))
+        try:
+            report = validate_market_data(normalise_bars(read_bars_file(path, csv_options=csv_options), **options))
+        except ValueError as exc:
+            fail(in_cli_words(str(exc)))
         if not report.ok:
-            fail(report.summary(), code=1)
+            fail(in_cli_words(report.summary()), code=1)
         console.print(f"{path}: valid ({report.n_rows:,} bars)")
         for line in report.summary().splitlines()[1:]:  # gaps and how zone-less timestamps were read
             console.print(line, highlight=False, markup=False, soft_wrap=True)

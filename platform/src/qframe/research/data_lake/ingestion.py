@@ -140,6 +140,7 @@ def normalise_bars(
         if "symbol" in frame.columns:
             raise IngestionError("symbol= was given but the data already has a 'symbol' column; pass only one")
         frame["symbol"] = symbol
+    frame = _match_columns(frame)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise IngestionError(
@@ -155,6 +156,33 @@ def normalise_bars(
     for column in NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
     return frame
+
+
+# Source names that mean a lake column whatever their case (Yahoo's "Date", a vendor's "Datetime"/"Ticker").
+_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp", "date", "datetime", "time"),
+    "symbol": ("symbol", "ticker"),
+    **{column: (column,) for column in NUMERIC_COLUMNS},
+}
+
+
+def _match_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rename ``Open`` to ``open``, ``Date`` to ``timestamp``...: lake columns matched case-insensitively.
+
+    A lake column already present, or two source columns that could be it, is left alone (explicit
+    ``column_map`` then decides).
+    """
+    by_folded: dict[str, list[str]] = {}
+    for column in frame.columns:
+        by_folded.setdefault(str(column).strip().lower(), []).append(str(column))
+    renames: dict[str, str] = {}
+    for target, aliases in _COLUMN_ALIASES.items():
+        if target in frame.columns:
+            continue
+        candidates = [name for alias in aliases for name in by_folded.get(alias, [])]
+        if len(candidates) == 1 and candidates[0] not in renames:
+            renames[candidates[0]] = target
+    return frame.rename(columns=renames) if renames else frame
 
 
 def _is_naive(values: pd.Series) -> bool:
