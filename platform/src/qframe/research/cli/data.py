@@ -154,6 +154,9 @@ def ingest(
     sep: Separator = None,
     source_tz: SourceTz = "UTC",
     overwrite: Annotated[bool, typer.Option(help="replace an existing version (read its refusal first)")] = False,
+    max_quarantine: Annotated[
+        str, typer.Option(help="with --quarantine: refuse the file (nothing written) above this share of bad rows")
+    ] = "1%",
     workdir: Workdir = None,
     lake: LakeUrl = None,
     catalog: CatalogUrl = None,
@@ -163,17 +166,87 @@ def ingest(
 
     tags = _parse_tags(tag or [])
     options = _read_options(column_map, symbol, timestamp_unit, sep, source_tz)
+    limit = _share(max_quarantine)
     with research_session(workdir, lake, catalog) as session:
         pipeline = DataIngestionPipeline(session.storage, session.catalog, quarantine=quarantine)
         try:
-            stored = pipeline.ingest_file_sync(
-                path, name=name, version=version, tags=tags, overwrite=overwrite, **options
-            )
+            if quarantine:
+                result = _ingest_with_quarantine(pipeline, path, name, version, tags, overwrite, options, limit)
+                stored = result.stored
+            else:
+                stored = pipeline.ingest_file_sync(
+                    path, name=name, version=version, tags=tags, overwrite=overwrite, **options
+                )
         except Exception as exc:
             if isinstance(exc, _bad_input_types()):
                 fail(in_cli_words(str(exc)))
             raise
-        console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
+        if stored is not None:
+            console.print(
+                f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}"
+            )
+
+
+def _share(text: str) -> float:
+    """``1%`` or ``0.01`` -> 0.01."""
+    try:
+        value = float(text.strip().removesuffix("%")) / (100.0 if text.strip().endswith("%") else 1.0)
+    except ValueError:
+        fail(f"--max-quarantine {text!r} is not a share: use e.g. 1% or 0.01")
+    if not 0.0 <= value <= 1.0:
+        fail(f"--max-quarantine {text!r} must be between 0% and 100%")
+    return value
+
+
+def _rule_lines(report: Any) -> list[str]:
+    lines = [f"  {v.rule}: {v.count:,} rows ({v.description})" for v in report.violations]
+    if {"timestamp_not_increasing", "timestamp_duplicate"} & set(report.rules_broken):
+        lines.append(
+            "  hint: rows out of time order or repeated: sort the file by symbol and timestamp (and drop exact "
+            "duplicates) before ingesting, e.g. df.sort_values(['symbol', 'timestamp']).drop_duplicates()"
+        )
+    return lines
+
+
+def _ingest_with_quarantine(
+    pipeline: Any,
+    path: Path,
+    name: str,
+    version: str,
+    tags: dict[str, str],
+    overwrite: bool,
+    options: dict[str, Any],
+    limit: float,
+) -> Any:
+    """Validate first: above ``limit`` bad rows nothing is written; else ingest and say what was set aside."""
+    from qframe.research.data_lake.ingestion import normalise_bars, read_bars_file
+    from qframe.research.data_lake.validation import validate_market_data
+
+    read = dict(options)
+    frame = read_bars_file(path, csv_options=read.pop("csv_options"))
+    report = validate_market_data(normalise_bars(frame, **read))
+    share = report.n_invalid / max(1, report.n_rows)
+    if not report.schema_errors and share > limit:
+        detail = "\n".join(_rule_lines(report))
+        fail(
+            f"{report.n_invalid:,} of {report.n_rows:,} rows ({share:.2%}) break the market-data rules, above "
+            f"--max-quarantine {limit:.2%}; nothing was written. Per rule:\n{detail}",
+            code=1,
+        )
+    file_tags = {"source": "file", "file": path.name, **tags}
+    result = pipeline.ingest_frame_detailed_sync(
+        frame, name=name, version=version, tags=file_tags, overwrite=overwrite, **read
+    )
+    if result.quarantine is not None:
+        console.print(
+            f"quarantined {result.quarantine.row_count:,} of {report.n_rows:,} rows ({share:.2%}) -> "
+            f"{result.quarantine.location}",
+            highlight=False,
+            markup=False,
+        )
+        for line in _rule_lines(result.report):
+            console.print(line, highlight=False, markup=False)
+    return result
 
 
 def _check_bootstrap(servers: str) -> str:
