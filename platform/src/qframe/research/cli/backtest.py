@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,6 +36,29 @@ def parse_grids(specs: list[str], strategies: list[str]) -> dict[str, dict[str, 
     return dict(grids)
 
 
+def choice_error(what: str, given: str, valid: Sequence[str]) -> str:
+    """``unknown --strategy 'ma_crosover'; did you mean 'ma_crossover'? choose from: ...``."""
+    close = difflib.get_close_matches(given, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {given!r}{hint} choose from: {', '.join(valid)}"
+
+
+def check_choices(strategies: list[str], metric: str, backend: str) -> None:
+    """Misspelt names fail at once, with the valid ones, before any data is read."""
+    from qframe.research.backend_names import BACKEND_NAMES
+    from qframe.research.backtesting.results import SELECTION_METRICS
+    from qframe.research.backtesting.strategies import available_strategies
+
+    known = available_strategies()
+    for name in strategies:
+        if name not in known:
+            fail(choice_error("--strategy", name, known))
+    if metric not in SELECTION_METRICS:
+        fail(choice_error("--metric", metric, SELECTION_METRICS))
+    if backend not in BACKEND_NAMES:
+        fail(choice_error("--backend", backend, BACKEND_NAMES))
+
+
 def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols: list[str] | None) -> list[Any]:
     """One MarketData per symbol from a lake dataset (NAME[@VERSION]) or a bars file."""
     from qframe.research.backtesting.types import MarketData
@@ -50,6 +74,10 @@ def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols
         assert dataset is not None  # noqa: S101 - narrowed by the check above
         name, _, version = dataset.partition("@")
         meta = session.catalog.get_dataset_sync(name, version or "latest")
+        absent = sorted(set(symbols or ()) - set(meta.symbols))
+        if absent:
+            # Filtering the read by an absent symbol would return nothing and hide which symbols exist.
+            fail(f"symbol(s) {absent} not in {meta.name}@{meta.version}; present: {sorted(meta.symbols)}")
         bars = session.storage.read_dataset(meta.name, version=meta.version, symbols=symbols or None)
     present = sorted(bars["symbol"].astype(str).unique())
     chosen = symbols or present
@@ -88,7 +116,8 @@ def backtest(
     grid: Annotated[
         list[str] | None, typer.Option("--grid", "-g", help="strategy.param=5,10,20 or =10:50:10, repeatable")
     ] = None,
-    data: Annotated[str | None, typer.Option("--data", help="lake dataset NAME[@VERSION]")] = None,
+    # "\\[" keeps rich markup from eating "[@VERSION]" in --help.
+    data: Annotated[str | None, typer.Option("--data", help="lake dataset NAME\\[@VERSION]")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="or a .csv/.parquet file of bars")] = None,
     symbol: Annotated[list[str] | None, typer.Option("--symbol", help="only these symbols, repeatable")] = None,
     backend: Annotated[str, typer.Option(help="auto, sequential, dask or ray")] = "auto",
@@ -124,6 +153,7 @@ def backtest(
     from qframe.research.workflows import SweepOptions, run_research_sweep
 
     with plain_errors():
+        check_choices(strategy, metric, backend)
         grids = parse_grids(grid or [], strategy)
         settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
         with create_research_integration(settings=settings) as session:
