@@ -19,6 +19,7 @@ from infra.offline import REPO_ROOT, run_program
 from infra.ops import cli
 from infra.ops.helm import Helm
 from infra.ops.stack import stack_releases
+from tests.harness.ops_fakes import load_recording
 from tests.harness.program_objects import HELM_RELEASE, expand_release
 from tests.harness.security import CLUSTER_SCOPED_KINDS
 from tests.harness.stacks import happy_stack_files
@@ -112,3 +113,16 @@ def test_cli_unknown_release_is_one_line_exit_2() -> None:
     assert result.stderr.strip().count("\n") == 0
     assert "stack dev installs no release or chart 'nosuch'" in result.stderr
     assert "kafka" in result.stderr
+
+
+def test_diff_against_recorded_live_objects_shows_exactly_the_edited_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The e2e run edited the stack's LimitRange live and recorded every object the diff read."""
+    api, _, argv = load_recording("diff-limitrange-edited")
+    monkeypatch.setattr(cli, "make_kube_api", lambda context: api)
+    result = CliRunner().invoke(cli.app, argv)
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert [(r["release"], r["object"], r["state"]) for r in document["items"]] == [
+        ("tenant-baseline", "LimitRange/tenant-baseline-container-defaults", "changed")
+    ]
+    assert document["items"][0]["changes"] == ["spec.limits[0].default.memory: 1Gi -> live 777Mi"]

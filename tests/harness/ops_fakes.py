@@ -36,6 +36,10 @@ class RecordingHelm:
         self.responses[key] = {"result": found}
         return found
 
+    def __getattr__(self, name: str) -> Any:
+        # Offline chart work (template, lint, chart metadata) runs for real, unrecorded.
+        return getattr(self._inner, name)
+
 
 class RecordedHelm:
     def __init__(self, responses: dict[str, Any]) -> None:
