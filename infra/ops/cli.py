@@ -545,7 +545,8 @@ def doctor_command(
     checks += more
     rows = [c.as_row() for c in checks]
     failed = [c for c in checks if c.ok is False]
-    emit(console, output, rows, ["check", "result", "detail", "fix"], extra={"failed": [c.name for c in failed]})
+    columns = ["check", "result", "detail", "fix"] if failed else ["check", "result", "detail"]
+    emit(console, output, rows, columns, extra={"failed": [c.name for c in failed]})
     if output is Output.table:
         for check in failed:
             err_console.print(f"fix {check.name}: {check.fix}", markup=False, highlight=False)
