@@ -266,15 +266,25 @@ def test_bad_compute_config_is_refused_naming_the_key(section: str, value: Any, 
 # --------------------------------------------------------------------------------------------
 
 
-def test_dask_operator_rbac_is_one_namespaced_role() -> None:
+def test_dask_operator_rbac_is_a_namespaced_role_plus_kopfs_read_only_cluster_rules() -> None:
     objects = dask_operator.build_objects(SCOPE, image_ref(IMAGES, "dask_operator"), "qframe")
     assert sorted(o["kind"] for o in objects) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
         "Role",
         "RoleBinding",
         "ServiceAccount",
     ]
+    cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert cluster_role["metadata"]["name"] == "dask-operator-qframe"
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    ]
+    binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dask-operator", "namespace": "qframe"}]
     role = next(o for o in objects if o["kind"] == "Role")
     verbs = ["get", "list", "watch", "create", "patch", "delete"]
     assert role["rules"] == [
@@ -490,7 +500,9 @@ def test_dev_stack_deploys_operators_clusters_and_exports_addresses(dev_run: Pro
     assert types.count("kubernetes:kubernetes.dask.org/v1:DaskCluster") == 1
     assert types.count("kubernetes:kubernetes.dask.org/v1:DaskAutoscaler") == 1
     assert types.count("kubernetes:ray.io/v1:RayCluster") == 1
-    assert not [t for t in types if t.endswith(":ClusterRole") or t.endswith(":ClusterRoleBinding")]
+    # The only cluster-scoped RBAC: kopf's read-only namespace and CRD rules for the dask operator.
+    cluster_roles = dev_run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    assert [r.name for r in cluster_roles if "operator" in r.name] == ["dask-operator-clusterrole"]
     # CRDs come from the extracted upstream files, one ConfigFile each.
     files = sorted(Path(r.inputs["file"]).name for r in dev_run.of_type("kubernetes:yaml/v2:ConfigFile"))
     assert files == [

@@ -90,6 +90,10 @@ def register(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) ->
             name, metadata=meta, automount_service_account_token=obj.get("automountServiceAccountToken"), opts=opts
         ),
         "Role": lambda: k8s.rbac.v1.Role(name, metadata=meta, rules=obj["rules"], opts=opts),
+        "ClusterRole": lambda: k8s.rbac.v1.ClusterRole(name, metadata=meta, rules=obj["rules"], opts=opts),
+        "ClusterRoleBinding": lambda: k8s.rbac.v1.ClusterRoleBinding(
+            name, metadata=meta, role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
+        ),
         "RoleBinding": lambda: k8s.rbac.v1.RoleBinding(
             name, metadata=meta, role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
         ),

@@ -1,11 +1,12 @@
 """The dask-kubernetes operator: kopf running ``dask_kubernetes.operator.controller`` from the
 pinned wheel (images/dask-operator), watching only the stack's namespace.
 
-RBAC is one namespaced Role. kopf runs ``--standalone`` (no peering objects, so no
-``clusterkopfpeerings`` rule) with ``--namespace`` (no namespace watching, so no cluster-wide
-``namespaces`` rule); it finds the CRDs once at start-up through API discovery, which every
-authenticated client may read, so it needs no ``customresourcedefinitions`` rule either: the
-component makes the Deployment wait for the CRDs.
+RBAC: one namespaced Role for everything it reconciles, and a ClusterRole with two read-only rules
+kopf's framework needs at start-up: list/watch ``namespaces`` and ``customresourcedefinitions``.
+Without them kopf still starts (measured on the API-server-only cluster), but only after nine
+refused attempts each (~55 s), and it would never notice a CRD change until restarted. kopf runs
+``--standalone`` (no peering objects, so no ``clusterkopfpeerings`` rule) and no admission webhooks
+(no webhook configuration rules).
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+CLUSTER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+]
+
+
+def cluster_role_name(namespace: str) -> str:
+    """Cluster-scoped, so named per stack namespace: two stacks on one cluster never share it."""
+    return f"{NAME}-{namespace}"
+
+
 def selector_labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "operator"}
 
@@ -103,6 +115,23 @@ def build_objects(scope: Scope, image: ImageRef, namespace: str) -> list[dict[st
             "kind": "RoleBinding",
             "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": cluster_role_name(namespace), "labels": labels},
+            "rules": CLUSTER_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": cluster_role_name(namespace), "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_role_name(namespace),
+            },
             "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
         },
         {
