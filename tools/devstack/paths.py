@@ -27,6 +27,7 @@ TOOL_STEPS = {
     "kwok": "kwok",
     "kwokctl": "kwok",
     "helm": "helm",
+    "kuberay-operator": "kuberay",
 }
 
 
