@@ -27,7 +27,8 @@ down: venv ## pulumi destroy of the stack, then stop the local node and restore 
 preview: venv ## pulumi preview of the stack against the cluster
 	$(VENV)/python -m tools.devstack preview --stack $(STACK)
 
-plan: venv ## check Pulumi.$(STACK).yaml and show every resource it would create (offline: only the venv)
+plan: venv ## check Pulumi.$(STACK).yaml and show every resource it would create (offline: the venv and the operators' CRDs)
+	tools/install crds
 	$(VENV)/python -m tools.devstack plan --stack $(STACK)
 
 demo: setup ## the researcher's main job: data, features, walk-forward sweep on local Dask, MLflow, tear sheet

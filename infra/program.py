@@ -24,6 +24,7 @@ from infra.components.object_store import consumer_secret_name as object_store_c
 from infra.components.object_store.minio import MinioObjectStore, MinioObjectStoreArgs
 from infra.components.object_store.minio import endpoint_url as minio_endpoint_url
 from infra.components.object_store.s3 import S3ObjectStore, S3ObjectStoreArgs
+from infra.components.operators.crds import CrdsMissingError
 from infra.components.operators.dask import DaskOperator, DaskOperatorArgs
 from infra.components.operators.kuberay import KubeRayOperator, KubeRayOperatorArgs
 from infra.components.operators.platform_env import ComputePlatform
@@ -56,7 +57,10 @@ def main() -> None:
     except StackConfigError as exc:
         # RunError prints the message alone, without a Python traceback.
         raise pulumi.RunError(str(exc)) from None
-    deploy(cfg)
+    try:
+        deploy(cfg)
+    except CrdsMissingError as exc:
+        raise pulumi.RunError(str(exc)) from None
 
 
 def deploy(cfg: StackConfig) -> None:

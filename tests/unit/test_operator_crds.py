@@ -77,3 +77,19 @@ def test_stale_or_missing_crds_stop_the_program_with_the_fix(tmp_path: Path, mon
     (tmp_path / "kuberay" / "x.yaml").write_text("{}\n")
     with pytest.raises(crds.CrdsMissingError, match=r"holds the kuberay v0.0.1 CRDs but v\d+\.\d+\.\d+ is pinned"):
         crds.crd_files(crds.KUBERAY)
+
+
+def test_the_program_stops_with_the_fix_when_crds_are_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi  # noqa: PLC0415
+
+    from infra.offline import REPO_ROOT, run_program  # noqa: PLC0415
+
+    monkeypatch.setattr(crds, "CRDS_DIR", tmp_path)
+    with pytest.raises(pulumi.RunError, match=r"run `tools/install crds`") as caught:
+        run_program(REPO_ROOT / "Pulumi.dev.yaml")
+    assert "Traceback" not in str(caught.value)
+    # A stack that leaves both operators to the cluster needs no extracted CRDs.
+    run = run_program(
+        REPO_ROOT / "Pulumi.dev.yaml", overrides={"dask": {"installOperator": False}, "ray": {"installOperator": False}}
+    )
+    assert any(r.type == "kubernetes:ray.io/v1:RayCluster" for r in run.resources)
