@@ -584,3 +584,12 @@ def test_disabled_compute_deploys_nothing_and_exports_nothing() -> None:
     run = run_program(DEV, overrides={"dask": {"enabled": False}, "ray": {"enabled": False}})
     assert not [t for t in _types(run) if ":compute:" in t or "dask" in t or "ray.io" in t]
     assert not [k for k in run.outputs if k.startswith(("dask", "ray"))]
+
+
+def test_every_image_the_stack_deploys_is_an_image_recipe() -> None:
+    """`make up` builds and imports exactly these names; a config field name is not an image name."""
+    from tools.devstack.node.images import stack_images  # noqa: PLC0415
+
+    recipes = {p.name for p in (REPO_ROOT / "images").iterdir() if (p / "image.toml").is_file()}
+    assert [name for name in stack_images() if name not in recipes] == []
+    assert {"worker", "dask-operator", "kuberay-operator"} <= set(stack_images())

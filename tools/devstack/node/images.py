@@ -17,7 +17,9 @@ def stack_images() -> tuple[str, ...]:
     image tags (an image joins that list with the component that runs it)."""
     from infra.config import ImageTags  # noqa: PLC0415 - the infra program, only for `make up`
 
-    return (*NODE_IMAGES, *ImageTags.model_fields)
+    # Field names are Python identifiers; image names (images/<name>) use hyphens (dask_operator ->
+    # dask-operator), as infra.images.image_ref does.
+    return (*NODE_IMAGES, *(field.replace("_", "-") for field in ImageTags.model_fields))
 
 
 class ImagesError(RuntimeError):
