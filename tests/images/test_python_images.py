@@ -12,6 +12,7 @@ npm lock) without Docker.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import secrets
@@ -90,6 +91,19 @@ def test_requirements_keep_the_root_lock_versions(name: str) -> None:
     )
 
 
+def _extra_requirements(package: str, extra: str) -> list[str]:
+    """The distributions ``package[extra]`` adds, read from the package's own metadata (the venv
+    holds the locked version of every qframe-research dependency)."""
+    names = []
+    for line in importlib.metadata.requires(package) or []:
+        requirement = Requirement(line)
+        marker = requirement.marker
+        if marker is not None and marker.evaluate({"extra": extra}) and not marker.evaluate({"extra": ""}):
+            names.append(requirement.name)
+    assert names, f"{package}[{extra}] adds nothing according to its metadata; is the extra misspelled?"
+    return names
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("name", PLATFORM_IMAGES)
 def test_requirements_cover_every_qframe_research_dependency(name: str) -> None:
@@ -99,10 +113,10 @@ def test_requirements_cover_every_qframe_research_dependency(name: str) -> None:
         version = pinned.get(canonicalize_name(req.name))
         if version is None or not req.specifier.contains(version, prereleases=True):
             missing.append(f"{req} (pinned: {version})")
-        for extra in req.extras:  # e.g. psycopg[binary] -> psycopg-binary, dask[distributed] -> distributed
-            companion = "distributed" if extra == "distributed" else f"{req.name}-{extra}"
-            if canonicalize_name(companion) not in pinned:
-                missing.append(f"{req.name}[{extra}] ({companion} not pinned)")
+        for extra in req.extras:  # psycopg[binary] -> psycopg-binary, ray[default] -> aiohttp, py-spy, ...
+            for companion in _extra_requirements(req.name, extra):
+                if canonicalize_name(companion) not in pinned:
+                    missing.append(f"{req.name}[{extra}] ({companion} not pinned)")
     assert not missing, (
         f"images/{name}: qframe-research is installed --no-deps, but requirements.txt lacks {missing}\n"
         f"  fix: add them to images/{name}/requirements.in, then python -m tools.images lock {name}"
