@@ -30,8 +30,10 @@ class ScriptSafeWorker(SubprocessWorker):
         spec = json.dumps({"cls": self.worker_class, "opts": {**self.worker_kwargs}})
         path = os.pathsep.join(entry for entry in sys.path if entry)
         env = {**os.environ, "PYTHONPATH": path}
+        # Own session: a terminal's Ctrl-C reaches the driver only, which reports it in one line and stops the
+        # workers itself, instead of every worker printing a KeyboardInterrupt traceback mid-import.
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=env
+            sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=env, start_new_session=True
         )
 
 
