@@ -53,4 +53,5 @@ def test_ctrl_c_on_a_dask_sweep_is_one_line_and_exit_130(tmp_path: Path) -> None
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
-    assert stderr.splitlines() == ["error: interrupted; finished work is kept (rerun the same command to resume)"], stderr
+    one_line = "error: interrupted; finished work is kept (rerun the same command to resume)"
+    assert stderr.splitlines() == [one_line], stderr
