@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from qframe.research.data_lake.synthetic import generate_market_data
+
+from tools.services._process import descendants
 
 pytestmark = pytest.mark.services
 
@@ -20,8 +21,13 @@ QFRAME = Path(sys.executable).with_name("qframe")
 
 
 def _workers_running(pid: int) -> bool:
-    children = psutil.Process(pid).children(recursive=True)
-    return sum("spec" in " ".join(child.cmdline()) for child in children if child.is_running()) >= 2
+    def cmdline(child: int) -> str:
+        try:
+            return Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            return ""
+
+    return sum(" spec " in cmdline(child) for child in descendants(pid)) >= 2
 
 
 def test_ctrl_c_on_a_dask_sweep_is_one_line_and_exit_130(tmp_path: Path) -> None:
