@@ -9,8 +9,6 @@ strategy on the first dataset — the walk-forward (out-of-sample) equity when s
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
+from qframe.research.atomic_files import atomic_write
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.engine import DistributedBacktestEngine
 from qframe.research.backtesting.evaluate import simulate
@@ -86,7 +85,6 @@ def run_research_sweep(
     if not datasets:
         raise ValueError("no datasets to backtest; pass at least one MarketData (e.g. MarketData.from_bars(bars))")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with DistributedBacktestEngine(
         compute_backend=opts.compute_backend,
         address=opts.address,
@@ -109,6 +107,8 @@ def run_research_sweep(
         )
         backend = engine.backend
     summary = get_performance_summary(results, metric=opts.selection_metric)
+    # Created only now: a sweep refused for its input leaves no empty results directory behind.
+    out.mkdir(parents=True, exist_ok=True)
     results_path = _atomic_parquet(results.frame, out / "results.parquet")
     summary_path = _atomic_csv(summary, out / "summary.csv")
 
@@ -262,12 +262,4 @@ def _atomic_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def _atomic(path: Path, write: Any) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)

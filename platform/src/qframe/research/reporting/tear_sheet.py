@@ -11,8 +11,6 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 import structlog
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from qframe.research.atomic_files import atomic_write_bytes
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer, PerformanceAnalysis
 from qframe.research.backtesting.results import PARAM_PREFIX
 
@@ -140,17 +139,6 @@ def _draw(
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _table(rows: Mapping[str, Any]) -> str:
     body = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>" for k, v in rows.items()
@@ -259,8 +247,8 @@ def build_tear_sheet(
     png = _png_bytes(fig)
     png_path = out / f"{stem}.png"
     html_path = out / f"{stem}.html"
-    _atomic_write(png_path, png)
-    _atomic_write(html_path, _html(title, analysis, png, pivot, heatmap_metric).encode("utf-8"))
+    atomic_write_bytes(png_path, png)
+    atomic_write_bytes(html_path, _html(title, analysis, png, pivot, heatmap_metric).encode("utf-8"))
     log.info("tear_sheet_written", png=str(png_path), html=str(html_path), periods=analysis.n_periods)
     return TearSheet(png_path=png_path, html_path=html_path, analysis=analysis, heatmap=pivot)
 

@@ -1,0 +1,77 @@
+"""What `qframe` leaves behind (issue 15 item 9): no empty results directory after bad input, results and tear
+sheets readable by teammates (the umask, not 0600), a `qframe status` that creates nothing, quiet stderr by
+default (info logs with -v)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from qframe.research.atomic_files import atomic_write_bytes, current_umask
+from qframe.research.cli import app
+from qframe.research.data_lake.synthetic import generate_market_data
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    for key in ("QFRAME_LAKE_URL", "QFRAME_CATALOG_URL", "QFRAME_WORKDIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    yield CliRunner()
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.fixture
+def bars(tmp_path: Path) -> Path:
+    path = tmp_path / "bars.parquet"
+    generate_market_data(["AAA"], periods=300, freq="1h", seed=5).to_parquet(path)
+    return path
+
+
+def _backtest(runner: CliRunner, tmp_path: Path, bars: Path, *grid: str, more: tuple[str, ...] = ()) -> object:
+    args = ["backtest", "-s", "ma_crossover", *grid, "--file", str(bars), "--no-track", "--no-checkpoint"]
+    return runner.invoke(app, [*more, *args, "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w")])
+
+
+def test_a_refused_sweep_leaves_no_results_directory(runner: CliRunner, tmp_path: Path, bars: Path) -> None:
+    # A lookback longer than the 300 bars is refused by the engine, after the CLI's own checks.
+    result = _backtest(runner, tmp_path, bars, "-g", "fast=5", "-g", "slow=500", more=("-q",))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert not (tmp_path / "out").exists()
+
+
+def test_results_and_tear_sheets_follow_the_umask(
+    runner: CliRunner, tmp_path: Path, bars: Path, umask_022: None
+) -> None:
+    result = _backtest(runner, tmp_path, bars, "-g", "fast=5,10", "-g", "slow=30,40", more=("-q",))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"results.parquet", "summary.csv", "ma_crossover.png", "ma_crossover.html"}
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_atomic_write_uses_the_umask_of_the_moment(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        path = atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_bytes() == b"x"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left
