@@ -75,3 +75,35 @@ def test_atomic_write_uses_the_umask_of_the_moment(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert path.read_bytes() == b"x"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left
+
+
+def test_status_creates_no_workdir_lake_or_catalog(runner: CliRunner, tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["-q", "status", "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    assert not workdir.exists()
+    assert '"catalog": "absent' in result.output
+    assert '"data_lake": "absent' in result.output
+
+
+def test_status_reports_an_existing_catalog_without_changing_it(runner: CliRunner, tmp_path: Path) -> None:
+    workdir = ["--workdir", str(tmp_path / "w")]
+    made = runner.invoke(app, ["-q", "data", "generate", "--symbols", "AAA", "--periods", "50", *workdir])
+    assert made.exit_code == 0, made.output
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("*")}
+    result = runner.invoke(app, ["-q", "status", *workdir])
+    assert result.exit_code == 0, result.output
+    assert '"catalog": "ready (1 dataset versions)"' in result.output
+    assert '"data_lake": "present"' in result.output
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("*")} == before
+
+
+def test_info_logs_only_with_verbose(runner: CliRunner, tmp_path: Path) -> None:
+    args = ["data", "generate", "--symbols", "AAA", "--periods", "50", "--workdir", str(tmp_path / "w")]
+    quiet = runner.invoke(app, [*args, "--version", "v1"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "[info" not in quiet.stderr
+    loud = runner.invoke(app, ["-v", *args, "--version", "v2"])
+    assert loud.exit_code == 0, loud.output
+    assert "[info" in loud.stderr
+    assert "[debug" not in loud.stderr

@@ -47,7 +47,7 @@ def databases(postgres: PostgresService) -> Iterator[dict[str, str]]:
 
 
 class Runs:
-    """Runs `qframe -v ...` in a scratch directory and keeps all of its output for the final search."""
+    """Runs `qframe -vv ...` (debug logs) in a scratch directory and keeps all of its output for the final search."""
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
@@ -57,7 +57,7 @@ class Runs:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(QFRAME), "-v", *args],
+            [str(QFRAME), "-vv", *args],
             capture_output=True,
             text=True,
             timeout=600,

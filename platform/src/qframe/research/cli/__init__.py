@@ -14,7 +14,7 @@ from typing import TextIO, cast
 import structlog
 import typer
 from qframe.research.cli import backtest, data, demo
-from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, research_session
+from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
 from qframe.research.redaction import redact_event
 
 app = typer.Typer(
@@ -31,11 +31,18 @@ app.command("demo")(demo.demo)
 
 @app.callback()
 def main(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="show debug logs"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors in the log"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: info logs too, -vv: debug logs"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors in the log"),
 ) -> None:
     """QFrame research platform: data lake, backtests on Dask/Ray, reports, and a demo."""
-    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    configure_logging(log_level(verbose, quiet=quiet))
+
+
+def log_level(verbose: int, *, quiet: bool = False) -> int:
+    """Warnings by default: a command's result goes to stdout and its progress would bury it on stderr."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
 
 
 class _CurrentStderr:
@@ -67,8 +74,9 @@ def configure_logging(level: int) -> None:
 
 @app.command()
 def status(workdir: Workdir = None, lake: LakeUrl = None, catalog: CatalogUrl = None) -> None:
-    """Where the lake, catalog and MLflow are, which strategies and compute backends are available."""
+    """Where the lake, catalog and MLflow are, which strategies and compute backends are available (changes nothing)."""
+    from qframe.research.cli.status import probe
     from qframe.research.redaction import redact
 
-    with research_session(workdir, lake, catalog) as session:
-        console.print_json(redact(json.dumps(session.get_integration_status())))
+    with plain_errors():
+        console.print_json(redact(json.dumps(probe(settings_from(workdir, lake, catalog)))))
