@@ -96,7 +96,8 @@ def test_infra_image_tags_is_current() -> None:
 def test_stack_config_image_defaults_are_the_built_tags() -> None:
     defaults = ImageTags()
     for name in ImageTags.model_fields:
-        assert getattr(defaults, name) == IMAGE_TAGS[name], name
+        # Field names are identifiers; image names use hyphens (dask_operator -> images/dask-operator).
+        assert getattr(defaults, name) == IMAGE_TAGS[name.replace("_", "-")], name
 
 
 def test_every_image_and_flavour_is_documented_in_the_readme() -> None:

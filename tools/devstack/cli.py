@@ -369,6 +369,8 @@ def plan(
         # StackConfigError: the file itself (YAML, duplicate keys) is refused before the program runs.
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(resource_tree(run))
+    # One line per resource, however narrow the terminal: RBAC types alone are ~60 characters, and
+    # a wrapped line no longer reads (or greps) as "<name> <type>".
+    Console(width=max(console.width, 240), highlight=False).print(resource_tree(run))
     for line in output_lines(run):
         console.print(line, highlight=False)
