@@ -13,7 +13,7 @@ from typing import TextIO, cast
 
 import structlog
 import typer
-from qframe.research.cli import backtest, data, demo
+from qframe.research.cli import backtest, data, demo, strategies
 from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
 from qframe.research.redaction import redact_event
 
@@ -27,6 +27,7 @@ app.add_typer(data.app, name="data")
 app.command("backtest")(backtest.backtest)
 app.command("report")(backtest.report)
 app.command("demo")(demo.demo)
+app.command("strategies")(strategies.strategies)
 
 
 @app.callback()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, settings_from
+from qframe.research.cli.tables import OutputFormat, folding_table, plain_params, render_records
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -93,10 +95,33 @@ def summary_table(summary: pd.DataFrame, title: str) -> Table:
     figures = [c for c in summary.columns if c.startswith(("best_", "is_mean_", "oos_"))]
     params = [c for c in summary.columns if c in ("best_params", "most_chosen_params")]
     columns = [c for c in keep if c in summary.columns] + [c for c in figures if c not in params] + params
-    table = Table(*(c.replace("_", " ") for c in columns), title=title)
-    for _, row in summary.iterrows():
-        table.add_row(*(_cell(row[c]) for c in columns))
-    return table
+    rows = [[_params_cell(row[c]) if c in params else _cell(row[c]) for c in columns] for _, row in summary.iterrows()]
+    # Headers one word per line: the width goes to the values (strategy names, parameters), not to the headers.
+    return folding_table([c.replace("_", "\n") for c in columns], rows, title=title)
+
+
+def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The summary's rows for ``--output json|csv``: parameters by the names a user types, whole numbers as int."""
+    from qframe.research.backtesting.results import PARAM_PREFIX
+
+    records = []
+    for record in summary.to_dict(orient="records"):
+        records.append(
+            {
+                str(key): plain_params(value, PARAM_PREFIX) if key in ("best_params", "most_chosen_params") else value
+                for key, value in record.items()
+            }
+        )
+    return records
+
+
+def _params_cell(value: object) -> str:
+    """One ``name=value`` per line, so a narrow column wraps between parameters, never inside a value."""
+    from qframe.research.backtesting.results import PARAM_PREFIX
+
+    if isinstance(value, dict):
+        return "\n".join(f"{key}={_cell(number)}" for key, number in plain_params(value, PARAM_PREFIX).items())
+    return _cell(value)
 
 
 def _cell(value: object) -> str:
@@ -224,6 +249,9 @@ def annualisation_lines(frequencies: Mapping[str, Any]) -> list[str]:
 def report(
     results_dir: Annotated[Path, typer.Argument(help="the --out directory of `qframe backtest`")],
     metric: Annotated[str, typer.Option(help="rank by this metric")] = "sharpe",
+    output: Annotated[OutputFormat, typer.Option(help="table, or json/csv on stdout for other tools")] = (
+        OutputFormat.table
+    ),
 ) -> None:
     """Summary table of a finished sweep (best parameters per strategy; out-of-sample figures for walk-forward)."""
     import pandas as pd
@@ -234,6 +262,10 @@ def report(
         if not path.is_file():
             fail(f"{path} does not exist; pass the --out directory of a finished `qframe backtest`")
         summary = get_performance_summary(pd.read_parquet(path), metric=metric)
+        if output is not OutputFormat.table:
+            # Plain write: rich would wrap long lines and interpret brackets in the data.
+            sys.stdout.write(render_records(summary_records(summary), output).rstrip("\n") + "\n")
+            return
         console.print(summary_table(summary, f"{results_dir} by {metric}"))
         sheets = sorted((results_dir / "tear_sheets").glob("*.html"))
         for sheet in sheets:
