@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -42,6 +43,13 @@ def fail(message: str, *, code: int = EXIT_BAD_INPUT) -> NoReturn:
     # soft_wrap: one error is one line, whatever the terminal width (logs, greps).
     err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def choice_error(what: str, given: str, valid: Sequence[str]) -> str:
+    """``unknown --strategy 'ma_crosover'; did you mean 'ma_crossover'? choose from: ...``."""
+    close = difflib.get_close_matches(given, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {given!r}{hint} choose from: {', '.join(valid)}"
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:

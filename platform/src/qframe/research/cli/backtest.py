@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, fail, plain_errors, settings_from
+from qframe.research.cli._common import (
+    CatalogUrl,
+    LakeUrl,
+    Workdir,
+    choice_error,
+    console,
+    fail,
+    plain_errors,
+    settings_from,
+)
 from qframe.research.cli.tables import OutputFormat, folding_table, plain_params, render_records
 from rich.table import Table
 
@@ -36,13 +44,6 @@ def parse_grids(specs: list[str], strategies: list[str]) -> dict[str, dict[str, 
             fail(f"grid {spec!r} is for {strategy!r}, which is not among --strategy {strategies}")
         grids[strategy][param] = parse_grid_value(values)
     return dict(grids)
-
-
-def choice_error(what: str, given: str, valid: Sequence[str]) -> str:
-    """``unknown --strategy 'ma_crosover'; did you mean 'ma_crossover'? choose from: ...``."""
-    close = difflib.get_close_matches(given, valid, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {given!r}{hint} choose from: {', '.join(valid)}"
 
 
 def check_choices(strategies: list[str], metric: str, backend: str) -> None:
@@ -255,9 +256,11 @@ def report(
 ) -> None:
     """Summary table of a finished sweep (best parameters per strategy; out-of-sample figures for walk-forward)."""
     import pandas as pd
-    from qframe.research.backtesting.results import get_performance_summary
+    from qframe.research.backtesting.results import SELECTION_METRICS, get_performance_summary
 
     with plain_errors():
+        if metric not in SELECTION_METRICS:
+            fail(choice_error("--metric", metric, SELECTION_METRICS))
         path = results_dir / "results.parquet"
         if not path.is_file():
             fail(f"{path} does not exist; pass the --out directory of a finished `qframe backtest`")

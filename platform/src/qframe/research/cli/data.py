@@ -17,6 +17,7 @@ from qframe.research.cli._common import (
     LakeUrl,
     Workdir,
     _bad_input_types,
+    choice_error,
     console,
     err_console,
     fail,
@@ -395,6 +396,9 @@ def list_datasets(
     from qframe.research.data_lake.catalog import DatasetType
 
     tags = _parse_tags(tag or [])
+    valid_types = [member.value for member in DatasetType]
+    if dataset_type and dataset_type not in valid_types:
+        fail(choice_error("--type", dataset_type, valid_types))  # before the catalog is opened
     with research_session(workdir, lake, catalog) as session:
         kind = DatasetType(dataset_type) if dataset_type else None
         found = session.catalog.search_sync(tags=tags or None, dataset_type=kind, symbol=symbol)

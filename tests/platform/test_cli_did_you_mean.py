@@ -1,0 +1,42 @@
+"""Misspelt choices outside `qframe backtest` (issue 15 item 8): `qframe data list --type` and `qframe report
+--metric` say "did you mean" with the valid values, before the catalog or the results are opened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from qframe.research.cli import app
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    for key in ("QFRAME_LAKE_URL", "QFRAME_CATALOG_URL", "QFRAME_WORKDIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    yield CliRunner()
+    structlog.reset_defaults()
+
+
+def test_misspelt_dataset_type(runner: CliRunner, tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["-q", "data", "list", "--type", "raw_market_dta", "--workdir", str(workdir)])
+    assert result.exit_code == 2, result.output
+    assert (
+        "unknown --type 'raw_market_dta'; did you mean 'raw_market_data'? choose from: "
+        "raw_market_data, features, backtest_results, alternative_data"
+    ) in " ".join(result.output.split())
+    assert not workdir.exists()  # refused before the catalog was opened (which creates it)
+
+
+def test_misspelt_report_metric(runner: CliRunner, tmp_path: Path) -> None:
+    # No results there: the metric is checked first.
+    result = runner.invoke(app, ["report", str(tmp_path / "none"), "--metric", "sharp"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "unknown --metric 'sharp'; did you mean 'sharpe'? choose from: sharpe, sortino" in text
