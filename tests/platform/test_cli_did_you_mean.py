@@ -40,3 +40,23 @@ def test_misspelt_report_metric(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert "unknown --metric 'sharp'; did you mean 'sharpe'? choose from: sharpe, sortino" in text
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        ("fats=5,10", "unknown --grid parameter of ma_crossover: 'fats'; did you mean 'fast'? choose from: fast, slow"),
+        ("fast=0,10", "--grid ma_crossover.fast must be >= 1, got 0"),
+        ("fast=2.5", "--grid ma_crossover.fast takes whole numbers, got 2.5"),
+    ],
+)
+def test_grid_parameters_are_checked_before_the_data_is_read(
+    runner: CliRunner, tmp_path: Path, grid: str, expected: str
+) -> None:
+    missing = tmp_path / "not-read.parquet"  # reaching it would be a different error
+    args = ["-q", "backtest", "-s", "ma_crossover", "-g", grid, "--file", str(missing), "--no-track"]
+    result = runner.invoke(app, [*args, "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert expected in text
+    assert "not-read" not in text

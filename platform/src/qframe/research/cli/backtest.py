@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,6 +60,23 @@ def check_choices(strategies: list[str], metric: str, backend: str) -> None:
         fail(choice_error("--metric", metric, SELECTION_METRICS))
     if backend not in BACKEND_NAMES:
         fail(choice_error("--backend", backend, BACKEND_NAMES))
+
+
+def check_grids(grids: Mapping[str, Mapping[str, Sequence[float | int]]]) -> None:
+    """Parameter names and values are checked against the strategies' declarations before any data is read."""
+    from qframe.research.backtesting.strategies import StrategyError, get_strategy
+
+    for strategy, grid in grids.items():
+        declared = get_strategy(strategy).parameters
+        for param, values in grid.items():
+            spec = declared.get(param)
+            if spec is None:
+                fail(choice_error(f"--grid parameter of {strategy}:", param, list(declared)))
+            for value in values:
+                try:
+                    spec.check(param, value)
+                except StrategyError as exc:
+                    fail(f"--grid {strategy}.{exc}")
 
 
 def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols: list[str] | None) -> list[Any]:
@@ -181,6 +198,7 @@ def backtest(
     with plain_errors():
         check_choices(strategy, metric, backend)
         grids = parse_grids(grid or [], strategy)
+        check_grids(grids)
         settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
         with create_research_integration(settings=settings) as session:
             market = load_market(session, dataset=data, file=file, symbols=symbol)
