@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +61,30 @@ def test_grid_parameters_are_checked_before_the_data_is_read(
     text = " ".join(result.output.split())
     assert expected in text
     assert "not-read" not in text
+
+
+def test_an_unreachable_tracker_is_one_line_naming_the_flags_before_the_data_is_read(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    missing = tmp_path / "not-read.parquet"
+    args = [
+        "-q",
+        "backtest",
+        "-s",
+        "ma_crossover",
+        "--file",
+        str(missing),
+        "--tracking-uri",
+        f"http://127.0.0.1:{port}",
+    ]
+    result = runner.invoke(app, [*args, "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "is not reachable" in lines[0]
+    assert "--tracking-uri URL or MLFLOW_TRACKING_URI; --no-track runs without MLflow" in lines[0]
+    assert "not-read" not in lines[0]
+    assert not (tmp_path / "out").exists()

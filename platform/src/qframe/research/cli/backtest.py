@@ -201,8 +201,9 @@ def backtest(
         check_grids(grids)
         settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
         with create_research_integration(settings=settings) as session:
-            market = load_market(session, dataset=data, file=file, symbols=symbol)
+            # An unreachable tracker is known in a second; reading the data can take many.
             tracker = _tracker(settings.resolved_tracking_uri, experiment, settings.workdir) if track else None
+            market = load_market(session, dataset=data, file=file, symbols=symbol)
             report = run_research_sweep(
                 strategy,
                 market,
@@ -229,13 +230,18 @@ def backtest(
 
 
 def _tracker(uri: str, experiment: str, workdir: Path) -> Any:
+    from qframe.research.tracking.base import TrackingError
     from qframe.research.tracking.mlflow_tracking import DATABASE_SCHEMES, MlflowTracker
 
     # A database store (other than SQLite, which puts them next to its file) keeps artifacts under the workdir;
     # MLflow's own default would be ./mlruns of whatever directory the command runs in.
     database = uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_SCHEMES and not uri.startswith("sqlite")
     location = (workdir.resolve() / "mlartifacts").as_uri() if database else None
-    return MlflowTracker(uri, experiment, artifact_location=location)
+    try:
+        return MlflowTracker(uri, experiment, artifact_location=location)
+    except TrackingError as exc:
+        # The tracker's own fix names the Python/env spellings; here the user typed flags.
+        fail(f"{exc} (command line: --tracking-uri URL or MLFLOW_TRACKING_URI; --no-track runs without MLflow)", code=1)
 
 
 def print_report(report: Any, *, tracking_uri: str | None) -> None:
