@@ -14,7 +14,7 @@ import structlog
 from qframe.research.atomic_files import atomic_write_bytes, current_umask
 from qframe.research.cli import app
 from qframe.research.data_lake.synthetic import generate_market_data
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,7 @@ def bars(tmp_path: Path) -> Path:
     return path
 
 
-def _backtest(runner: CliRunner, tmp_path: Path, bars: Path, *grid: str, more: tuple[str, ...] = ()) -> object:
+def _backtest(runner: CliRunner, tmp_path: Path, bars: Path, *grid: str, more: tuple[str, ...] = ()) -> Result:
     args = ["backtest", "-s", "ma_crossover", *grid, "--file", str(bars), "--no-track", "--no-checkpoint"]
     return runner.invoke(app, [*more, *args, "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w")])
 
@@ -50,7 +50,7 @@ def _backtest(runner: CliRunner, tmp_path: Path, bars: Path, *grid: str, more: t
 def test_a_refused_sweep_leaves_no_results_directory(runner: CliRunner, tmp_path: Path, bars: Path) -> None:
     # A lookback longer than the 300 bars is refused by the engine, after the CLI's own checks.
     result = _backtest(runner, tmp_path, bars, "-g", "fast=5", "-g", "slow=500", more=("-q",))
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 2, result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -58,7 +58,7 @@ def test_results_and_tear_sheets_follow_the_umask(
     runner: CliRunner, tmp_path: Path, bars: Path, umask_022: None
 ) -> None:
     result = _backtest(runner, tmp_path, bars, "-g", "fast=5,10", "-g", "slow=30,40", more=("-q",))
-    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 0, result.output
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert {p.name for p in written} >= {"results.parquet", "summary.csv", "ma_crossover.png", "ma_crossover.html"}
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
