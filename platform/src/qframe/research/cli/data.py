@@ -26,6 +26,7 @@ from qframe.research.cli._common import (
 )
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from qframe.research.data_lake.kafka_stream import IngestStats
@@ -404,7 +405,7 @@ def list_datasets(
         found = session.catalog.search_sync(tags=tags or None, dataset_type=kind, symbol=symbol)
         table = Table("name", "version", "type", "quality", "rows", "symbols", "start", "end", title="datasets")
         for meta in found:
-            table.add_row(
+            cells = [
                 meta.name,
                 meta.version,
                 str(meta.dataset_type),
@@ -413,7 +414,8 @@ def list_datasets(
                 ",".join(meta.symbols[:4]) + ("..." if len(meta.symbols) > 4 else ""),
                 str(meta.start),
                 str(meta.end),
-            )
+            ]
+            table.add_row(*(Text(cell) for cell in cells))  # Text: a symbol like 'X[1]' is data, not markup
         console.print(table)
 
 
@@ -429,15 +431,18 @@ def show(
     name, version = _split_ref(ref)
     with research_session(workdir, lake, catalog) as session:
         meta = session.catalog.get_dataset_sync(name, version)
-        console.print(f"[bold]{meta.name}@{meta.version}[/] {meta.dataset_type} / {meta.quality_level}")
-        console.print(f"  rows {meta.row_count:,}, symbols {', '.join(meta.symbols)}, {meta.start} .. {meta.end}")
-        console.print(f"  location {meta.location}\n  checksum {meta.checksum}\n  tags {meta.tags}")
+        console.print(f"[bold]{escape(f'{meta.name}@{meta.version}')}[/] {meta.dataset_type} / {meta.quality_level}")
+        # markup=False: symbols, tags and rows are data; rich would take '[...]' in them for style tags.
+        summary = f"  rows {meta.row_count:,}, symbols {', '.join(meta.symbols)}, {meta.start} .. {meta.end}"
+        console.print(summary, markup=False, highlight=False)
+        where = f"  location {meta.location}\n  checksum {meta.checksum}\n  tags {meta.tags}"
+        console.print(where, markup=False, highlight=False)
         upstream = session.catalog.lineage_sync(meta.name, meta.version)
         if upstream:
             console.print("  derived from " + ", ".join(f"{ref.name}@{ref.version}" for ref in upstream))
         if head:
             frame = session.storage.read_dataset(meta.name, version=meta.version)
-            console.print(frame.head(head).to_string(index=False))
+            console.print(frame.head(head).to_string(index=False), markup=False, highlight=False)
 
 
 @app.command()

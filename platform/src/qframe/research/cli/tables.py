@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 
 class OutputFormat(StrEnum):
@@ -42,7 +43,7 @@ def folding_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, titl
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # values are data: '[1]' in a symbol is not markup
     return table
 
 
