@@ -1,6 +1,6 @@
 """Recordings of what a real cluster answered `qframe-ops`, and fakes that replay them.
 
-The e2e tier (tests/e2e/test_ops_cli.py, QFRAME_RECORD_OPS=1) wraps the real Kubernetes API and
+The e2e tier (tests/e2e/test_ops_live.py, QFRAME_RECORD_OPS=1) wraps the real Kubernetes API and
 helm in the recorders below and writes one JSON file per scenario into tests/fixtures/ops/; the
 unit tier loads a file and hands the CLI a ``RecordedKubeApi`` and ``RecordedHelm`` built from it.
 A request the recording does not hold fails the test naming it (no made-up answers).

@@ -1,6 +1,6 @@
 """`qframe-ops` against a fake API built from responses recorded on the real node.
 
-The recordings in tests/fixtures/ops/ come from tests/e2e/test_ops_cli.py (QFRAME_RECORD_OPS=1):
+The recordings in tests/fixtures/ops/ come from tests/e2e/test_ops_live.py (QFRAME_RECORD_OPS=1):
 each holds every request a command made and what the API server (and helm) answered. Replaying
 them checks parsing, health rules, output formats and exit codes without a cluster.
 """
