@@ -107,3 +107,11 @@ def test_info_logs_only_with_verbose(runner: CliRunner, tmp_path: Path) -> None:
     assert loud.exit_code == 0, loud.output
     assert "[info" in loud.stderr
     assert "[debug" not in loud.stderr
+
+
+def test_status_still_refuses_a_lake_url_the_lake_would_refuse(runner: CliRunner, tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["-q", "status", "--lake", "file://host/x", "--workdir", str(workdir)])
+    assert result.exit_code == 2, result.output
+    assert "names host 'host'; use file:///absolute/path" in " ".join(result.output.split())
+    assert not workdir.exists()

@@ -16,11 +16,18 @@ from urllib.parse import unquote, urlsplit
 CREATED_ON_FIRST_WRITE = "absent (the first `qframe data generate|ingest` creates it)"
 
 
-def lake_state(url: str) -> str:
+def lake_state(url: str, **options: Any) -> str:
+    """Whether the lake exists; a URL the lake would refuse is refused here too (LayoutError, exit 2)."""
+    from qframe.research.data_lake.storage import storage_from_url
+
     parts = urlsplit(url)
-    if parts.scheme in {"", "file"}:
-        path = Path(unquote(parts.path) if parts.scheme == "file" else url)
-        return "present" if path.is_dir() else CREATED_ON_FIRST_WRITE
+    local = parts.scheme in {"", "file"}
+    raw_path = unquote(parts.path) if parts.scheme == "file" else url
+    if local and parts.netloc in {"", "localhost"} and raw_path:
+        return "present" if Path(raw_path).is_dir() else CREATED_ON_FIRST_WRITE
+    # Only URL checks run here: a bad local URL is refused before any directory is made, and the object-store
+    # client connects lazily (no request is sent).
+    storage_from_url(url, **options)
     if parts.scheme == "memory":
         return "in memory (this process only)"
     return "not probed (remote object store)"
@@ -58,12 +65,15 @@ def probe(settings: Any) -> dict[str, Any]:
 
     lake_url = settings.resolved_lake_url
     catalog_url = settings.resolved_catalog_url
+    options = (
+        {"endpoint_url": settings.s3_endpoint_url} if lake_url.startswith("s3://") and settings.s3_endpoint_url else {}
+    )
     return {
         "qframe_core_available": importlib.util.find_spec("qframe.core") is not None,
         "workdir": str(settings.workdir.resolve()),
         "data_lake_backend": lake_url.split("://", 1)[0].replace("file", "local"),
         "data_lake_url": redact(lake_url),
-        "data_lake": lake_state(lake_url),
+        "data_lake": lake_state(lake_url, **options),
         "catalog_url": redact(catalog_url),
         "catalog": catalog_state(catalog_url),
         "strategies_discovered": len(available_strategies()),
