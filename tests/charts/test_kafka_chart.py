@@ -464,3 +464,13 @@ def test_dns_egress_can_be_left_to_the_namespace_baseline() -> None:
         r for r in render()["NetworkPolicy", "kafka-bootstrap-topics"]["spec"]["egress"] if r["ports"][0]["port"] == 53
     ]
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+
+
+def test_a_user_without_read_or_write_lists_gets_no_such_acls() -> None:
+    # Pulumi drops empty lists from a Release's values, so the component's `"read": []` for a writer
+    # reaches helm as a missing key; the real node refused the dev stack when the schema required it.
+    writer_only = [{k: v for k, v in u.items() if k != "read"} for u in USERS[:1]]
+    objects = render({"auth": {"users": writer_only}})
+    (user,) = json.loads(objects["ConfigMap", "kafka-bootstrap-topics"]["data"]["auth.json"])["users"]
+    assert user["read"] == []
+    assert user["write"] == USERS[0]["write"]

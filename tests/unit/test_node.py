@@ -313,6 +313,16 @@ def test_snapshot_differences_name_what_changed() -> None:
     assert snapshot.link_names("7: veth1@if2: <UP>\n5: qfnode0: <UP>") == frozenset({"veth1", "qfnode0"})
 
 
+def test_snapshot_counts_only_chains_someone_can_remove() -> None:
+    # A fresh machine lists no iptables table until first use; the kernel's built-ins then appear
+    # and cannot be deleted, so `make down` cannot (and need not) take them back.
+    fresh = """*mangle\n:PREROUTING ACCEPT [0:0]\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n
+*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:QFNODE-FWD - [0:0]\nCOMMIT\n"""
+    names = journal.chain_names(fresh)
+    assert "filter:INPUT" in names
+    assert snapshot.removable_chains(names) == frozenset({"mangle:KUBE-IPTABLES-HINT", "filter:QFNODE-FWD"})
+
+
 # -- addons, provisioner, endpoints -------------------------------------------------------------
 
 

@@ -15,6 +15,11 @@ from pathlib import Path
 from tools.devstack.node.hostnet import snapshot_sysctls
 from tools.devstack.node.journal import chain_names
 
+# The kernel creates a table's built-in chains when the table is first used and never lets anyone
+# delete them: on a fresh machine `iptables-save` lists no table before the node runs and every
+# table's built-ins after it, though nothing of ours is left. Only chains someone can remove count.
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+
 FOREIGN_MOUNT_PREFIXES = (str(Path.home() / ".cache" / "qframe-images"), "/run/qframe-images", "/run/docker")
 
 
@@ -57,6 +62,11 @@ def link_names(ip_o_link: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def removable_chains(names: set[str]) -> frozenset[str]:
+    """``table:chain`` names without the kernel's built-in chains (see BUILTIN_CHAINS)."""
+    return frozenset(name for name in names if name.rsplit(":", 1)[-1] not in BUILTIN_CHAINS)
+
+
 def take() -> HostSnapshot:
     mounts = set()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -66,7 +76,7 @@ def take() -> HostSnapshot:
     chains = chain_names(_out(["iptables-save"])) | {f"v6:{c}" for c in chain_names(_out(["ip6tables-save"]))}
     return HostSnapshot(
         links=link_names(_out(["ip", "-o", "link"])),
-        chains=frozenset(chains),
+        chains=removable_chains(chains),
         ipsets=frozenset(_out(["ipset", "list", "-n"]).split()),
         sysctls=tuple(sorted(snapshot_sysctls().items())),
         mounts=frozenset(mounts),
