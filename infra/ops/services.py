@@ -255,7 +255,11 @@ def _custom_resource_status(spec: ServiceSpec, snap: Snapshot, now: datetime) ->
             owned = [d for d in snap.deployments if _labels(d).get(DASK_CLUSTER) == cluster]
             desired = sum(int((d.get("spec") or {}).get("replicas", 1)) for d in owned) or 1
             phase = str(cr_status.get("phase", ""))
-            ok = phase == "Running"
+            # dask-kubernetes races itself: the scheduler Service handler sets "Running", then the
+            # create-components handler's own patch lands "Pending" after it, and a ClusterIP Service's
+            # status never changes again (seen on the real node, operator 2026.3.0). So a Pending
+            # cluster whose scheduler and workers are all ready is healthy; the pods decide.
+            ok = phase == "Running" or (phase == "Pending" and bool(owned) and len(ready_pods) >= desired)
             head = [p for p in pods if _labels(p).get("dask.org/component") == "scheduler"]
         head_ready = any(_pod_ready(p) for p in head)
         status.desired += desired

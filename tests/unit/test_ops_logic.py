@@ -174,3 +174,33 @@ def test_resource_paths() -> None:
     assert RESOURCES["pods"].path("qframe", "kafka-0") == "/api/v1/namespaces/qframe/pods/kafka-0"
     assert RESOURCES["rayclusters"].path("qframe") == "/apis/ray.io/v1/namespaces/qframe/rayclusters"
     assert RESOURCES["namespaces"].path(None, "qframe") == "/api/v1/namespaces/qframe"
+
+
+def _dask_snapshot(phase: str, worker_ready: bool) -> Snapshot:
+    def pod(name: str, component: str, ready: bool) -> dict[str, Any]:
+        labels = {"dask.org/cluster-name": "dask", "dask.org/component": component}
+        condition = {"type": "Ready", "status": "True" if ready else "False"}
+        return {
+            "metadata": {"name": name, "labels": labels},
+            "status": {"phase": "Running", "conditions": [condition]},
+        }
+
+    def deployment(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": {"dask.org/cluster-name": "dask"}}, "spec": {"replicas": 1}}
+
+    return Snapshot(
+        namespace="qframe",
+        daskclusters=[{"kind": "DaskCluster", "metadata": {"name": "dask"}, "status": {"phase": phase}}],
+        deployments=[deployment("dask-scheduler"), deployment("dask-default-worker-1")],
+        pods=[pod("dask-scheduler-x", "scheduler", True), pod("dask-default-worker-1-x", "worker", worker_ready)],
+    )
+
+
+def test_dask_cluster_left_pending_by_the_operator_race_is_judged_by_its_pods() -> None:
+    # Seen on the real node: the operator's own patch leaves phase "Pending" after its Service
+    # handler set "Running", though scheduler and workers all run.
+    rows = {s.service: s for s in service_statuses(_dask_snapshot("Pending", worker_ready=True))}
+    assert rows["dask"].state == "ready", rows["dask"]
+    rows = {s.service: s for s in service_statuses(_dask_snapshot("Pending", worker_ready=False))}
+    assert rows["dask"].state == "degraded"
+    assert "dask is Pending" in rows["dask"].problems
