@@ -101,7 +101,9 @@ def _worker_group(group: RayWorkerGroup, scope: Scope, image: ImageRef, platform
         extra["tolerations"] = [{"key": gpu.toleration_key, "operator": "Exists", "effect": "NoSchedule"}]
     return {
         "groupName": group.name,
-        "replicas": group.min_replicas,
+        # No "replicas": the in-tree autoscaler owns it (KubeRay clamps the unset value to
+        # minReplicas). Setting it made the next `pulumi up` fail with a server-side-apply field
+        # conflict against the autoscaler's field manager on the real node.
         "minReplicas": group.min_replicas,
         "maxReplicas": group.max_replicas,
         "rayStartParams": {},

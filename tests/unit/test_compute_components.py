@@ -154,11 +154,9 @@ def test_ray_cluster_matches_the_pinned_crd_and_security_rules(
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     for group in settings.worker_groups:
         rendered = groups[group.name]
-        assert (rendered["minReplicas"], rendered["maxReplicas"], rendered["replicas"]) == (
-            group.min_replicas,
-            group.max_replicas,
-            group.min_replicas,
-        )
+        assert (rendered["minReplicas"], rendered["maxReplicas"]) == (group.min_replicas, group.max_replicas)
+        # The autoscaler's field: a value from Pulumi conflicts with it on the next up.
+        assert "replicas" not in rendered
 
 
 def test_ray_gpu_group_lands_on_gpu_nodes_and_cpu_group_does_not() -> None:
