@@ -7,7 +7,9 @@ receives; ``register`` turns one into the typed resource of its kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -110,3 +112,23 @@ def register(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) ->
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=kind, metadata=meta, spec=obj["spec"], opts=opts
     )
+
+
+def install_operator(
+    component: pulumi.ComponentResource, name: str, crd_paths: Iterable[Path], objects: Sequence[Mapping[str, Any]]
+) -> pulumi.Output[str]:
+    """The CRD files, then the operator's objects under ``component``; returns its Deployment's name.
+
+    The provider applies the extracted CRD files itself (server-side apply: the KubeRay CRDs are
+    larger than a client-side apply annotation may be); the program never parses them.
+    """
+    crds = [
+        k8s.yaml.v2.ConfigFile(
+            f"{name}-crd-{path.stem}", file=os.path.relpath(path), opts=pulumi.ResourceOptions(parent=component)
+        )
+        for path in crd_paths
+    ]
+    child = pulumi.ResourceOptions(parent=component, depends_on=crds)
+    created = [register(f"{name}-{obj['kind'].lower()}", obj, child) for obj in objects]
+    deployment = next(r for r in created if isinstance(r, k8s.apps.v1.Deployment))
+    return deployment.metadata.apply(lambda m: str(m["name"]))

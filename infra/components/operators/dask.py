@@ -11,12 +11,10 @@ refused attempts each (~55 s), and it would never notice a CRD change until rest
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra.components.operators import base
 from infra.components.operators.crds import DASK, crd_files
@@ -189,19 +187,7 @@ class DaskOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DaskOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:compute:DaskOperator", name, None, opts)
-        # Applied by the provider from the extracted files (server-side apply: the KubeRay CRDs are
-        # larger than a client-side apply annotation may be); the program never parses them.
-        crds = [
-            k8s.yaml.v2.ConfigFile(
-                f"{name}-crd-{path.stem}", file=os.path.relpath(path), opts=pulumi.ResourceOptions(parent=self)
-            )
-            for path in crd_files(DASK)
-        ]
-        child = pulumi.ResourceOptions(parent=self, depends_on=crds)
-        objects = build_objects(args.scope, args.image, args.scope.namespace)
-        created: list[pulumi.CustomResource] = []
-        for obj in objects:
-            created.append(base.register(f"{name}-{obj['kind'].lower()}", obj, child))
-        deployment = next(r for r in created if isinstance(r, k8s.apps.v1.Deployment))
-        self.deployment_name = deployment.metadata.apply(lambda m: str(m["name"]))
+        self.deployment_name = base.install_operator(
+            self, name, crd_files(DASK), build_objects(args.scope, args.image, args.scope.namespace)
+        )
         self.register_outputs({"deployment_name": self.deployment_name, "managed_by": PROJECT})

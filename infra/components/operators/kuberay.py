@@ -13,12 +13,10 @@ patch and ``pods/resize``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from infra.components.operators import base
 from infra.components.operators.crds import KUBERAY, crd_files
@@ -146,19 +144,7 @@ class KubeRayOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KubeRayOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:compute:KubeRayOperator", name, None, opts)
-        # Applied by the provider from the extracted files (server-side apply: the KubeRay CRDs are
-        # larger than a client-side apply annotation may be); the program never parses them.
-        crds = [
-            k8s.yaml.v2.ConfigFile(
-                f"{name}-crd-{path.stem}", file=os.path.relpath(path), opts=pulumi.ResourceOptions(parent=self)
-            )
-            for path in crd_files(KUBERAY)
-        ]
-        child = pulumi.ResourceOptions(parent=self, depends_on=crds)
-        created = [
-            base.register(f"{name}-{obj['kind'].lower()}", obj, child)
-            for obj in build_objects(args.scope, args.image, args.scope.namespace)
-        ]
-        deployment = next(r for r in created if isinstance(r, k8s.apps.v1.Deployment))
-        self.deployment_name = deployment.metadata.apply(lambda m: str(m["name"]))
+        self.deployment_name = base.install_operator(
+            self, name, crd_files(KUBERAY), build_objects(args.scope, args.image, args.scope.namespace)
+        )
         self.register_outputs({"deployment_name": self.deployment_name})
