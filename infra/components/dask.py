@@ -177,6 +177,7 @@ def build_autoscaler(scope: Scope, settings: DaskSettings) -> dict[str, Any]:
             "name": CLUSTER,
             "namespace": scope.namespace,
             "labels": scope.object_labels("dask", component="autoscaler"),
+            "annotations": dict(base.STACK_WINS_ANNOTATIONS),
         },
         "spec": {"cluster": CLUSTER, "minimum": settings.min_workers, "maximum": settings.max_workers},
     }

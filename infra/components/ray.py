@@ -129,6 +129,7 @@ def build_cluster(scope: Scope, settings: RaySettings, image: ImageRef, platform
             "name": CLUSTER,
             "namespace": scope.namespace,
             "labels": scope.object_labels("ray", component="cluster"),
+            "annotations": dict(base.STACK_WINS_ANNOTATIONS),
         },
         "spec": {
             "rayVersion": ray_version(),

@@ -179,14 +179,31 @@ def endpoint(services: Sequence[Mapping[str, Any]], namespace: str) -> str:
     return ""
 
 
-def _workload_counts(kind: str, obj: Mapping[str, Any]) -> tuple[int, int, list[str]]:
+def _terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _workload_counts(
+    kind: str, obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+) -> tuple[int, int, list[str]]:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     desired = int(spec.get("replicas", 1))
     ready = int(status.get("readyReplicas", 0) or 0)
+    if kind == "StatefulSet":
+        # A StatefulSet pod being deleted still counts as ready until its containers stop, and its
+        # replacement (same name) starts only after that: right after a scale to 0 and back, the
+        # count said 1/1 while the broker was about to go away.
+        going = [p for p in pods if _terminating(p) and _pod_ready(p) and _owned_by(p, {_name(obj)})]
+        ready = max(0, ready - len(going))
     problems = []
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
     if desired == 0:
         problems.append(f"{_kind_name(kind, obj)} is scaled to 0")
+    elif generation is not None and observed is not None and int(observed) < int(generation):
+        # As kubectl rollout status: counts from before the last change say nothing about it.
+        problems.append(f"{_kind_name(kind, obj)} is rolling out (generation {generation}, status of {observed})")
     elif ready < desired:
         problems.append(f"{_kind_name(kind, obj)} has {ready}/{desired} ready")
     return desired, ready, problems
@@ -221,7 +238,7 @@ def _from_workloads(
     names = {_name(w) for _, w in workloads}
     pods = [p for p in snap.pods if _owned_by(p, names)]
     for kind, obj in workloads:
-        desired, ready, problems = _workload_counts(kind, obj)
+        desired, ready, problems = _workload_counts(kind, obj, pods)
         status.desired += desired
         status.ready += ready
         status.problems += problems

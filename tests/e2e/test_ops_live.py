@@ -112,6 +112,10 @@ def test_status_reports_every_deployed_service_ready(devstack: DevStack, ops: Op
 def test_status_names_a_statefulset_scaled_to_zero_and_exits_nonzero(devstack: DevStack, ops: Ops) -> None:
     kubectl(devstack, "scale", "statefulset", "kafka", "-n", NAMESPACE, "--replicas=0")
     try:
+        # Until the old pod is gone it still counts as ready, and scaling back up at once would let
+        # the wait below pass on it while its replacement is still starting (seen on the real node:
+        # kafka-0 unready in the tests that followed).
+        kubectl(devstack, "wait", "--for=delete", "pod/kafka-0", "-n", NAMESPACE, "--timeout=180s")
         result = ops("status", "-o", "json", record="status-kafka-scaled-to-zero")
         assert result.exit_code == 1, result.output
         document = _json(result)
@@ -123,6 +127,7 @@ def test_status_names_a_statefulset_scaled_to_zero_and_exits_nonzero(devstack: D
         assert "UNHEALTHY kafka: StatefulSet/kafka is scaled to 0" in table.stdout
     finally:
         kubectl(devstack, "scale", "statefulset", "kafka", "-n", NAMESPACE, "--replicas=1")
+        kubectl(devstack, "rollout", "status", "statefulset/kafka", "-n", NAMESPACE, f"--timeout={READY_TIMEOUT_S}s")
     restored = _wait_status(ops, 0)
     assert restored.exit_code == 0, restored.output
 

@@ -21,6 +21,8 @@ from infra.components.operators.platform_env import ComputePlatform
 from infra.config import DaskSettings, RaySettings, StackConfig, StackConfigError, parse_raw_config
 from infra.images import image_ref
 from infra.offline import REPO_ROOT, ProgramRun, run_program
+from infra.ops.kube import KIND_TO_RESOURCE
+from infra.ops.scale import plan_dask, plan_ray
 from infra.scope import Scope
 from tests.harness.operator_crs import cr_schema_errors, pods_as_workloads
 from tests.harness.security import violations
@@ -517,6 +519,28 @@ def test_dev_stack_deploys_operators_clusters_and_exports_addresses(dev_run: Pro
     assert dev_run.outputs["ray_client_address"] == "ray://ray-head-svc.qframe.svc:10001"
     assert dev_run.outputs["ray_job_submission_address"] == "http://ray-head-svc.qframe.svc:8265"
     assert dev_run.outputs["ray_dashboard_url"] == "http://ray-head-svc.qframe.svc:8265"
+
+
+def test_what_ops_scale_patches_is_set_back_by_the_next_pulumi_up(dev_run: ProgramRun) -> None:
+    # `qframe-ops scale` makes its client a field manager of these objects; on the real node the next
+    # up that changed a label then failed with a server-side-apply conflict on the atomic worker-group
+    # list. The stack must win (force), as the command's printed `pulumi config set` lines promise.
+    objects = [
+        dict(r.inputs)
+        for r in dev_run.resources
+        if r.type in ("kubernetes:kubernetes.dask.org/v1:DaskAutoscaler", "kubernetes:ray.io/v1:RayCluster")
+    ]
+    patched = {
+        (plan.resource, plan.name)
+        for plan in [
+            *plan_dask([o for o in objects if o["kind"] == "DaskAutoscaler"], 1, 3),
+            *plan_ray([o for o in objects if o["kind"] == "RayCluster"], 1, 3, None),
+        ]
+    }
+    assert patched == {("daskautoscalers", "dask"), ("rayclusters", "ray")}
+    assert {(KIND_TO_RESOURCE[o["kind"]], o["metadata"]["name"]) for o in objects} == patched
+    for obj in objects:
+        assert obj["metadata"]["annotations"]["pulumi.com/patchForce"] == "true", obj["metadata"]
 
 
 def test_clusters_wait_for_their_operator(dev_run: ProgramRun) -> None:

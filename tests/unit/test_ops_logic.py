@@ -74,6 +74,48 @@ def test_status_degraded_when_fewer_ready_than_desired() -> None:
     assert (mlflow.state, mlflow.problems) == ("degraded", ["Deployment/mlflow has 1/2 ready"])
 
 
+def _kafka(ready: int, generation: int = 3, observed: int = 3) -> dict[str, Any]:
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": "kafka", "labels": {"app.kubernetes.io/instance": "kafka"}, "generation": generation},
+        "spec": {"replicas": 1},
+        "status": {"readyReplicas": ready, "observedGeneration": observed},
+    }
+
+
+def _kafka_pod(deleting: bool) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "kafka-0", "ownerReferences": [{"kind": "StatefulSet", "name": "kafka"}]}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-12-01T12:00:00Z"
+    return {
+        "metadata": metadata,
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("statefulset", "pods", "problems"),
+    [
+        (_kafka(ready=1), [_kafka_pod(deleting=False)], []),
+        # Scaled back to 1 while the old broker is still stopping: its pod is ready but going away.
+        (_kafka(ready=1), [_kafka_pod(deleting=True)], ["StatefulSet/kafka has 0/1 ready"]),
+        (
+            _kafka(ready=1, generation=4, observed=3),
+            [_kafka_pod(deleting=False)],
+            ["StatefulSet/kafka is rolling out (generation 4, status of 3)"],
+        ),
+    ],
+    ids=["ready", "ready-pod-being-deleted", "status-older-than-spec"],
+)
+def test_status_does_not_trust_counts_that_lag_the_cluster(
+    statefulset: dict[str, Any], pods: list[dict[str, Any]], problems: list[str]
+) -> None:
+    snap = Snapshot(namespace="qframe", statefulsets=[statefulset], pods=pods)
+    (kafka,) = [s for s in service_statuses(snap) if s.service == "kafka"]
+    assert kafka.problems == problems
+    assert kafka.healthy is (problems == [])
+
+
 def test_status_unclaimed_workloads_get_their_own_row() -> None:
     other = _deployment()
     other["metadata"] = {"name": "extra", "labels": {"app.kubernetes.io/instance": "team-tool"}}

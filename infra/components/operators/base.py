@@ -24,6 +24,10 @@ IMAGE_UID = 10001
 API_SERVER_PORTS = (443, 6443)
 # A pod that talks to the Kubernetes API says why (tests/harness/security.py TOKEN_NEED_ANNOTATION).
 TOKEN_NEED_ANNOTATION = "qframe.io/needs-service-account-token"  # noqa: S105 - an annotation key
+# On objects that `qframe-ops scale` patches live: that patch makes its client a field manager,
+# and KubeRay's worker-group list is atomic, so without this the next `pulumi up` that touches the
+# list fails with a server-side-apply conflict instead of setting the stack's values back.
+STACK_WINS_ANNOTATIONS = {"pulumi.com/patchForce": "true"}
 
 
 def pod_security_context() -> dict[str, Any]:
