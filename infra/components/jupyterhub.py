@@ -22,6 +22,7 @@ import pulumi
 from infra.charts import local_chart_release
 from infra.components.credentials import credentials_secret
 from infra.components.dask import CLIENT_LABEL as DASK_CLIENT_LABEL
+from infra.components.dask import USERS_SERVICE_ACCOUNT as DASK_USERS_SERVICE_ACCOUNT
 from infra.components.kafka import CLIENT_LABEL as KAFKA_CLIENT_LABEL
 from infra.components.kafka import CLIENT_PORT as KAFKA_PORT
 from infra.components.kafka import RELEASE_NAME as KAFKA_RELEASE
@@ -135,6 +136,16 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
     return env, secret_env
 
 
+def user_service_account(platform: UserPlatform) -> dict[str, str]:
+    """With Dask deployed, users run as its ``dask-users`` account to create their own KubeClusters."""
+    if platform.compute is None or platform.compute.dask_scheduler is None:
+        return {"serviceAccount": "", "serviceAccountPurpose": ""}
+    return {
+        "serviceAccount": DASK_USERS_SERVICE_ACCOUNT,
+        "serviceAccountPurpose": "creates the user's own Dask clusters (dask_kubernetes KubeCluster)",
+    }
+
+
 def user_pod_labels(platform: UserPlatform) -> dict[str, str]:
     """Client labels of the services a user's server may reach (never Postgres)."""
     labels = dict(OBJECT_STORE_CLIENT_LABEL) if platform.object_store_endpoint is not None else {}
@@ -239,6 +250,7 @@ def build_values(
         "singleuser": {
             "image": notebook_image.chart_values(),
             "uid": NOTEBOOK_UID,
+            **user_service_account(platform),
             "podLabels": user_pod_labels(platform),
             "storage": {"size": settings.user_storage, "storageClassName": ""},
             "env": env,

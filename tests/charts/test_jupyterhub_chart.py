@@ -118,6 +118,28 @@ def test_policies_hub_proxy_and_user_servers() -> None:
     assert ("NetworkPolicy", "jupyterhub-client-egress-0") in objects
 
 
+DASK_USERS = {"serviceAccount": "dask-users", "serviceAccountPurpose": "creates the user's own Dask clusters"}
+
+
+def test_a_user_service_account_opens_the_api_server_to_user_servers_and_nothing_else() -> None:
+    default = render()["NetworkPolicy", "jupyterhub-singleuser"]["spec"]["egress"]
+    objects = render({"singleuser": DASK_USERS})
+    egress = objects["NetworkPolicy", "jupyterhub-singleuser"]["spec"]["egress"]
+    # Exactly one rule more: the API server ports, by port only (its address is not a pod).
+    assert egress[: len(default)] == default
+    assert egress[len(default) :] == [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}]
+    settings = hub_settings(objects)["singleuser"]
+    assert (settings["serviceAccount"], settings["serviceAccountPurpose"]) == (
+        DASK_USERS["serviceAccount"],
+        DASK_USERS["serviceAccountPurpose"],
+    )
+
+
+def test_a_user_service_account_needs_its_purpose() -> None:
+    with pytest.raises(charts.HelmError, match=r"singleuser\.serviceAccountPurpose: is empty"):
+        render({"singleuser": {"serviceAccount": "dask-users"}})
+
+
 def test_ingress_only_when_enabled() -> None:
     assert not any(kind == "Ingress" for kind, _ in render())
     objects = render({"ingress": {"enabled": True, "host": "hub.example.com", "tlsSecret": "hub-tls"}})

@@ -145,6 +145,40 @@ REACH_SCRIPT = """
 """
 
 
+# Inside the user's pod, with the token of the account KubeSpawner gave it: what may it do?
+ACCESS_SCRIPT = """
+    import json, ssl, urllib.request
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    token = open(f"{sa}/token").read()
+    context = ssl.create_default_context(cafile=f"{sa}/ca.crt")
+    api = "https://kubernetes.default.svc"
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(api + path, data=body and json.dumps(body).encode(), method=method,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+
+    def can(verb, group, resource):
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"namespace": "qframe", "verb": verb, "group": group,
+                                                  "resource": resource}}}
+        return call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)[1]["status"]["allowed"]
+
+    print(json.dumps({
+        "list daskclusters": call("GET", "/apis/kubernetes.dask.org/v1/namespaces/qframe/daskclusters")[0],
+        "list secrets": call("GET", "/api/v1/namespaces/qframe/secrets")[0],
+        "can create daskclusters": can("create", "kubernetes.dask.org", "daskclusters"),
+        "can create pods": can("create", "", "pods"),
+        "can get secrets": can("get", "", "secrets"),
+    }))
+"""
+
+
 # Inside the user's pod, with only the environment KubeSpawner gave it: log a run to MLflow.
 MLFLOW_SCRIPT = """
     import json, os
@@ -172,7 +206,9 @@ def test_a_spawned_server_reaches_its_services_and_not_postgres(devstack: DevSta
     pvc = json.loads(kubectl(devstack, "get", "pvc", "-n", NAMESPACE, USER_PVC, "-o", "json"))
     assert pvc["status"]["phase"] == "Bound"
     pod = json.loads(kubectl(devstack, "get", "pod", "-n", NAMESPACE, USER_POD, "-o", "json"))
-    assert pod["spec"]["automountServiceAccountToken"] is False
+    # The dev stack deploys Dask: users run as its dask-users account (their own KubeClusters).
+    assert pod["spec"]["serviceAccountName"] == "dask-users"
+    assert pod["spec"]["automountServiceAccountToken"] is True
     reached = hub_action(devstack, client, "reach")
     assert reached["server_api"] == 200, reached
     reach = last_json(run_in(devstack, USER_POD, REACH_SCRIPT))
@@ -180,7 +216,15 @@ def test_a_spawned_server_reaches_its_services_and_not_postgres(devstack: DevSta
         ("mlflow", "object_store", "kafka", "hub_api"), "connected"
     ), reach
     assert reach["postgres"] != "connected", reach
-    assert reach["kubernetes_api"] != "connected", reach
+    assert reach["kubernetes_api"] == "connected", reach
+    access = last_json(run_in(devstack, USER_POD, ACCESS_SCRIPT))
+    assert access == {
+        "list daskclusters": 200,
+        "list secrets": 403,
+        "can create daskclusters": True,
+        "can create pods": False,
+        "can get secrets": False,
+    }, access
     # The user's own MLflow login, by reference to the Secret the hub wrote before the spawn.
     (container,) = pod["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}

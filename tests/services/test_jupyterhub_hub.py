@@ -23,7 +23,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import pytest
 import requests
 
 from tests.harness import charts
+from tests.harness.security import pod_contexts, rule_service_account_token_on_pod
 from tools import services
 from tools.images.artifacts import npm_modules
 from tools.images.wheels import HOUSE_REQUIREMENTS
@@ -326,10 +327,13 @@ asyncio.run(main())
 """
 
 
-def user_pod(tmp_path: Path, profile: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(pod, pvc, the rendered user-server NetworkPolicy) for ``profile``."""
+def user_pod(
+    tmp_path: Path, profile: str, singleuser: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(pod, pvc, the rendered user-server NetworkPolicy) for ``profile``; ``singleuser``: extra values."""
     values = {
-        "singleuser": {
+        "singleuser": dict(singleuser or {})
+        | {
             "podLabels": {"qframe.io/object-store-client": "true", "qframe.io/mlflow-client": "true"},
             "storage": {"size": "7Gi", "storageClassName": ""},
             "env": {"QFRAME_LAKE_URL": "s3://qframe-data-lake/"},
@@ -410,6 +414,17 @@ def test_kubespawner_builds_restricted_labelled_user_pods_from_the_rendered_conf
     assert {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}} in spec["volumes"]
     assert pvc["metadata"]["name"] == "claim-alice"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "7Gi"
+
+
+def test_with_a_user_service_account_kubespawner_mounts_its_token_and_says_why(tmp_path: Path) -> None:
+    purpose = "creates the user's own Dask clusters"
+    pod, _, _ = user_pod(tmp_path, "small", {"serviceAccount": "dask-users", "serviceAccountPurpose": purpose})
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "dask-users"
+    assert spec["automountServiceAccountToken"] is True
+    assert pod["metadata"]["annotations"]["qframe.io/needs-service-account-token"] == purpose
+    (context,) = pod_contexts({"kind": "Pod", **pod})
+    assert rule_service_account_token_on_pod(context) == []
 
 
 def test_the_gpu_profile_adds_the_gpu_its_node_selector_and_toleration(tmp_path: Path) -> None:

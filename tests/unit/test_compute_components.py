@@ -566,6 +566,26 @@ def test_jupyterhub_users_receive_the_exported_addresses(dev_run: ProgramRun) ->
         assert value in text
 
 
+def test_jupyterhub_users_run_as_the_dask_users_account_the_stack_deploys(dev_run: ProgramRun) -> None:
+    singleuser = dev_run.one("kubernetes:helm.sh/v3:Release", "jupyterhub-release").inputs["values"]["singleuser"]
+    assert singleuser["serviceAccount"] == dask.USERS_SERVICE_ACCOUNT
+    assert singleuser["serviceAccountPurpose"]
+    accounts = [r.inputs for r in dev_run.of_type("kubernetes:core/v1:ServiceAccount")]
+    assert dask.USERS_SERVICE_ACCOUNT in {a["metadata"]["name"] for a in accounts}
+    (binding,) = [
+        r.inputs
+        for r in dev_run.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+        if r.inputs["metadata"]["name"] == dask.USERS_SERVICE_ACCOUNT
+    ]
+    assert binding["subjects"][0]["name"] == singleuser["serviceAccount"]
+
+
+def test_without_dask_user_servers_get_no_service_account() -> None:
+    run = run_program(DEV, overrides={"dask": {"enabled": False}})
+    singleuser = run.one("kubernetes:helm.sh/v3:Release", "jupyterhub-release").inputs["values"]["singleuser"]
+    assert (singleuser["serviceAccount"], singleuser["serviceAccountPurpose"]) == ("", "")
+
+
 def test_user_environment_names() -> None:
     env, _ = user_environment(
         UserPlatform(

@@ -114,9 +114,15 @@ c.KubeSpawner.start_timeout = singleuser["startTimeout"]
 c.KubeSpawner.http_timeout = 60
 c.KubeSpawner.common_labels = singleuser["labels"]
 c.KubeSpawner.extra_labels = singleuser["podLabels"]
-# No Kubernetes API credentials in a user's pod.
-c.KubeSpawner.automount_service_account_token = False
-c.KubeSpawner.service_account = None
+# No Kubernetes API credentials in a user's pod, unless the release names the account users run
+# as (the platform's dask-users: exactly what creating one's own Dask clusters needs).
+if singleuser["serviceAccount"]:
+    c.KubeSpawner.service_account = singleuser["serviceAccount"]
+    c.KubeSpawner.automount_service_account_token = True
+    c.KubeSpawner.extra_annotations = {"qframe.io/needs-service-account-token": singleuser["serviceAccountPurpose"]}
+else:
+    c.KubeSpawner.automount_service_account_token = False
+    c.KubeSpawner.service_account = None
 c.KubeSpawner.enable_user_namespaces = False
 c.KubeSpawner.uid = singleuser["uid"]
 c.KubeSpawner.gid = singleuser["uid"]

@@ -51,6 +51,8 @@ jupyterhub.settings
     "pullPolicy" $singleuser.image.pullPolicy
     "uid" $singleuser.uid
     "startTimeout" $singleuser.startTimeout
+    "serviceAccount" $singleuser.serviceAccount
+    "serviceAccountPurpose" $singleuser.serviceAccountPurpose
     "labels" (merge (dict) $labels .Values.commonLabels)
     "podLabels" $singleuser.podLabels
     "storage" $singleuser.storage
