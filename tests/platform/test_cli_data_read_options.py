@@ -93,3 +93,45 @@ def test_a_semicolon_file_of_epoch_milliseconds_ingests_with_its_flags(runner: C
     bad = runner.invoke(app, ["-q", "data", "validate", str(path), "--column-map", "ts"])
     assert bad.exit_code == 2
     assert "--column-map 'ts' is not YOURS=lake" in _text(bad.output)
+
+
+# `qframe backtest --file` reads files with the same flags and the same reader as the data commands.
+_SWEEP = ["-q", "backtest", "-s", "ma_crossover", "-g", "fast=5", "-g", "slow=20", "--backend", "sequential"]
+_SWEEP += ["--no-track", "--no-checkpoint"]
+
+
+def test_backtest_reads_a_yahoo_file_with_its_symbol(runner: CliRunner, yahoo_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    where = ["--out", str(out), "--workdir", str(tmp_path / "w")]
+    missing = runner.invoke(app, [*_SWEEP, "--file", str(yahoo_csv), *where])
+    assert missing.exit_code == 2, missing.output
+    assert "--symbol <ticker>" in _text(missing.output)
+
+    result = runner.invoke(app, [*_SWEEP, "--file", str(yahoo_csv), "--symbol", "SPY", *where])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out / "results.parquet")
+    assert set(frame["dataset"]) == {"SPY"}
+
+
+def test_backtest_reads_a_semicolon_file_of_epoch_milliseconds(runner: CliRunner, tmp_path: Path) -> None:
+    bars = generate_market_data(["BTC", "ETH"], periods=80, freq="1h", seed=4)
+    frame = bars.rename(columns={"timestamp": "ts"})
+    frame["ts"] = bars["timestamp"].astype("int64") // 10**6
+    path = tmp_path / "bars.csv"
+    frame.to_csv(path, index=False, sep=";")
+    out = tmp_path / "out"
+    where = ["--out", str(out), "--workdir", str(tmp_path / "w")]
+
+    unmapped = runner.invoke(app, [*_SWEEP, "--file", str(path), "--sep", ";", *where])
+    assert unmapped.exit_code == 2, unmapped.output
+    assert "--column-map" in _text(unmapped.output)
+    assert "column_map=" not in _text(unmapped.output)
+
+    flags = ["--sep", ";", "--column-map", "ts=timestamp", "--timestamp-unit", "ms"]
+    result = runner.invoke(app, [*_SWEEP, "--file", str(path), *flags, "--symbol", "ETH", *where])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_parquet(out / "results.parquet")["dataset"]) == {"ETH"}
+
+    with_data = runner.invoke(app, [*_SWEEP, "--data", "bars.x", "--sep", ";", *where])
+    assert with_data.exit_code == 2, with_data.output
+    assert "read a --file" in _text(with_data.output)

@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from qframe.research.cli._bars_file import (
+    ColumnMap,
+    Separator,
+    SourceTz,
+    TimestampUnitOption,
+    in_cli_words,
+    read_bars,
+    read_options,
+)
 from qframe.research.cli._common import (
     CatalogUrl,
     LakeUrl,
@@ -79,17 +88,31 @@ def check_grids(grids: Mapping[str, Mapping[str, Sequence[float | int]]]) -> Non
                     fail(f"--grid {strategy}.{exc}")
 
 
-def load_market(session: Any, *, dataset: str | None, file: Path | None, symbols: list[str] | None) -> list[Any]:
-    """One MarketData per symbol from a lake dataset (NAME[@VERSION]) or a bars file."""
+def load_market(
+    session: Any,
+    *,
+    dataset: str | None,
+    file: Path | None,
+    symbols: list[str] | None,
+    file_options: dict[str, Any] | None = None,
+) -> list[Any]:
+    """One MarketData per symbol from a lake dataset (NAME[@VERSION]) or a bars file.
+
+    ``file_options``: how the file is read (``read_options`` of the data commands' flags); a file without a
+    symbol column takes the one ``--symbol`` given.
+    """
     from qframe.research.backtesting.types import MarketData
-    from qframe.research.data_lake.ingestion import normalise_bars, read_bars_file
     from qframe.research.data_lake.validation import validate_market_data
 
     if (dataset is None) == (file is None):
         fail("give exactly one data source: --data NAME[@VERSION] (a lake dataset) or --file bars.parquet")
     if file is not None:
-        bars = normalise_bars(read_bars_file(file))
-        validate_market_data(bars).raise_if_invalid()
+        options = file_options or read_options(None, None, None, None, "UTC")
+        one = symbols[0] if symbols and len(symbols) == 1 else None
+        bars = read_bars(file, options, default_symbol=one)
+        report = validate_market_data(bars)
+        if not report.ok:
+            fail(in_cli_words(report.summary()))
     else:
         assert dataset is not None  # noqa: S101 - narrowed by the check above
         name, _, version = dataset.partition("@")
@@ -162,7 +185,14 @@ def backtest(
     # "\\[" keeps rich markup from eating "[@VERSION]" in --help.
     data: Annotated[str | None, typer.Option("--data", help="lake dataset NAME\\[@VERSION]")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="or a .csv/.parquet file of bars")] = None,
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="only these symbols, repeatable")] = None,
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option("--symbol", help="only these symbols, repeatable; names the instrument of a file without one"),
+    ] = None,
+    column_map: ColumnMap = None,
+    timestamp_unit: TimestampUnitOption = None,
+    sep: Separator = None,
+    source_tz: SourceTz = "UTC",
     backend: Annotated[str, typer.Option(help="auto, sequential, dask or ray")] = "auto",
     address: Annotated[str | None, typer.Option(help="tcp://scheduler:8786 or ray://head:10001")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="local workers when no address")] = None,
@@ -199,11 +229,14 @@ def backtest(
         check_choices(strategy, metric, backend)
         grids = parse_grids(grid or [], strategy)
         check_grids(grids)
+        file_options = read_options(column_map, None, timestamp_unit, sep, source_tz)
+        if data is not None and (column_map or timestamp_unit or sep or source_tz != "UTC"):
+            fail("--column-map, --timestamp-unit, --sep and --source-tz read a --file; a --data dataset needs none")
         settings = settings_from(workdir, lake, catalog, mlflow_tracking_uri=tracking_uri)
         with create_research_integration(settings=settings) as session:
             # An unreachable tracker is known in a second; reading the data can take many.
             tracker = _tracker(settings.resolved_tracking_uri, experiment, settings.workdir) if track else None
-            market = load_market(session, dataset=data, file=file, symbols=symbol)
+            market = load_market(session, dataset=data, file=file, symbols=symbol, file_options=file_options)
             report = run_research_sweep(
                 strategy,
                 market,

@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from qframe.research.cli._bars_file import (
+    ColumnMap,
+    FileSymbol,
+    Separator,
+    SourceTz,
+    TimestampUnitOption,
+    in_cli_words,
+    read_bars,
+    read_options,
+)
 from qframe.research.cli._common import (
     EXIT_FAILED,
     CatalogUrl,
@@ -88,61 +98,6 @@ def generate(
         console.print(f"wrote [bold]{stored.name}@{stored.version}[/]: {stored.row_count:,} bars -> {stored.location}")
 
 
-# How a file is read: the same options for `ingest` and `validate`, so validating says what ingesting stores.
-ColumnMap = Annotated[
-    list[str] | None,
-    typer.Option("--column-map", help="YOURS=lake column, repeatable, e.g. --column-map Date=timestamp"),
-]
-FileSymbol = Annotated[str | None, typer.Option("--symbol", help="symbol of a single-instrument file")]
-TimestampUnitOption = Annotated[
-    str | None, typer.Option("--timestamp-unit", help="epoch numbers count s, ms, us or ns")
-]
-Separator = Annotated[str | None, typer.Option("--sep", help="CSV field separator (default ',', '\\t' for .tsv)")]
-SourceTz = Annotated[str, typer.Option("--source-tz", help="zone of timestamps written without one")]
-
-# Python spellings in library messages -> the flags of these commands.
-_CLI_WORDS: tuple[tuple[str, str], ...] = (
-    ("column_map={'<your name>': '<lake name>'}", "--column-map '<your name>=<lake name>'"),
-    (
-        "DataIngestionPipeline(...).ingest_file_sync(..., column_map={'Date': 'timestamp'})",
-        "--column-map Date=timestamp",
-    ),
-    ("DataIngestionPipeline(...).ingest_file_sync(..., source_tz='<zone>')", "--source-tz <zone>"),
-    ("pass symbol='<ticker>'", "pass --symbol <ticker>"),
-    ("symbol= was given", "--symbol was given"),
-    ("timestamp_unit='s', 'ms', 'us' or 'ns'", "--timestamp-unit s, ms, us or ns"),
-    ("timestamp_unit=", "--timestamp-unit"),
-    ("pass quarantine=True to DataIngestionPipeline", "pass --quarantine"),
-    ("overwrite=True", "--overwrite"),
-)
-
-
-def in_cli_words(message: str) -> str:
-    for python, flag in _CLI_WORDS:
-        message = message.replace(python, flag)
-    return message
-
-
-def _read_options(
-    column_map: list[str] | None, symbol: str | None, timestamp_unit: str | None, sep: str | None, source_tz: str
-) -> dict[str, Any]:
-    mapping: dict[str, str] = {}
-    for item in column_map or []:
-        yours, eq, ours = item.partition("=")
-        if not eq or not yours.strip() or not ours.strip():
-            fail(f"--column-map {item!r} is not YOURS=lake, e.g. --column-map Date=timestamp")
-        mapping[yours.strip()] = ours.strip()
-    if timestamp_unit is not None and timestamp_unit not in ("s", "ms", "us", "ns"):
-        fail(f"--timestamp-unit {timestamp_unit!r} is not one of s, ms, us, ns")
-    return {
-        "column_map": mapping or None,
-        "symbol": symbol,
-        "timestamp_unit": timestamp_unit,
-        "source_tz": source_tz,
-        "csv_options": {"sep": sep.replace("\\t", "\t")} if sep else None,
-    }
-
-
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="a .csv or .parquet file of OHLCV bars")],
@@ -167,7 +122,7 @@ def ingest(
     from qframe.research.data_lake.ingestion import DataIngestionPipeline
 
     tags = _parse_tags(tag or [])
-    options = _read_options(column_map, symbol, timestamp_unit, sep, source_tz)
+    options = read_options(column_map, symbol, timestamp_unit, sep, source_tz)
     limit = _share(max_quarantine)
     with research_session(workdir, lake, catalog) as session:
         pipeline = DataIngestionPipeline(session.storage, session.catalog, quarantine=quarantine)
@@ -367,14 +322,12 @@ def validate(
     source_tz: SourceTz = "UTC",
 ) -> None:
     """Check a file of bars against the market-data rules without writing anything."""
-    from qframe.research.data_lake.ingestion import normalise_bars, read_bars_file
     from qframe.research.data_lake.validation import validate_market_data
 
-    options = _read_options(column_map, symbol, timestamp_unit, sep, source_tz)
-    csv_options = options.pop("csv_options")
+    options = read_options(column_map, symbol, timestamp_unit, sep, source_tz)
     with plain_errors():
         try:
-            report = validate_market_data(normalise_bars(read_bars_file(path, csv_options=csv_options), **options))
+            report = validate_market_data(read_bars(path, options))
         except ValueError as exc:
             fail(in_cli_words(str(exc)))
         if not report.ok:
