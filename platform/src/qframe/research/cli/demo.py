@@ -30,9 +30,12 @@ DEMO_GRIDS: dict[str, dict[str, list[float | int]]] = {
 
 
 def demo(
-    workdir: Annotated[Path, typer.Option(help="lake, catalog, MLflow store and outputs go here")] = Path(
-        ".qframe/demo"
-    ),
+    # The default work directory of every session (settings.DEFAULT_WORKDIR, spelt out so that --help does not
+    # import pydantic): a notebook's create_research_integration() and the other commands find the demo's data.
+    workdir: Annotated[
+        Path,
+        typer.Option(envvar="QFRAME_WORKDIR", help="lake, catalog, MLflow store and outputs go here"),
+    ] = Path(".qframe"),
     periods: Annotated[int, typer.Option(min=500, help="hourly bars per symbol")] = 8760,
     backend: Annotated[str, typer.Option(help="dask (default), ray, sequential or auto")] = "dask",
     workers: Annotated[int, typer.Option(min=1, help="local workers")] = 2,

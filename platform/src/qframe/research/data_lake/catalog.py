@@ -12,6 +12,7 @@ One registration is one transaction (dataset row, tags, symbols, lineage edges);
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -53,6 +54,7 @@ __all__ = [
     "DatasetNotRegistered",
     "DatasetRef",
     "DatasetType",
+    "IncompleteRegistration",
 ]
 
 log = structlog.get_logger(__name__)
@@ -102,6 +104,47 @@ class DatasetNotRegistered(CatalogError, LookupError):  # noqa: N818 - contract 
 
 class InvalidRegistration(CatalogError, ValueError):  # noqa: N818 - reads like its siblings
     """A registration argument is malformed; nothing was written."""
+
+
+class IncompleteRegistration(InvalidRegistration, TypeError):  # noqa: N818 - reads like its siblings
+    """A registration lacks what only the stored data can tell (location, checksum, row count, version).
+
+    A TypeError too: it is a call of the wrong shape, as Python's own missing-argument error would be.
+    """
+
+
+def _replacement_call(
+    name: str,
+    *,
+    missing: Sequence[str],
+    dataset_type: DatasetType | str,
+    quality_level: DataQuality | str,
+    tags: Mapping[str, str] | None,
+    version: str,
+) -> str:
+    """The message for a registration without its data's facts: the exact call that computes them."""
+    shown, renamed = name, ""
+    try:
+        check_dataset_name(name)
+    except LayoutError:
+        with contextlib.suppress(LayoutError):
+            check_dataset_name(name.lower())
+            shown, renamed = name.lower(), f" (dataset names are lowercase: {name.lower()!r})"
+    kind = f"DatasetType.{DatasetType(dataset_type).name}" if dataset_type in set(DatasetType) else repr(dataset_type)
+    quality = (
+        f"DataQuality.{DataQuality(quality_level).name}" if quality_level in set(DataQuality) else repr(quality_level)
+    )
+    tagged = f", tags={dict(tags)!r}" if tags else ""
+    call = (
+        f"catalog.register_manifest_sync(storage.write_dataset({shown!r}, df, version={version!r}), "
+        f"dataset_type={kind}, quality_level={quality}{tagged})"
+    )
+    return (
+        f"register_dataset({name!r}, ...) lacks {', '.join(missing)}: a catalog entry describes stored data, and "
+        "only the data can tell its location, checksum, row count, schema, symbols and time range. Write your "
+        f"DataFrame df to the lake and register what was written in one call{renamed}: `{call}` "
+        "(async: await catalog.register_manifest(...) with the same arguments)"
+    )
 
 
 @dataclass(frozen=True)
@@ -437,13 +480,13 @@ class DataCatalog:
         self,
         name: str,
         *,
-        version: str,
+        version: str | None = None,
         dataset_type: DatasetType | str,
         quality_level: DataQuality | str,
         schema: Mapping[str, str],
-        location: str,
-        checksum: str,
-        row_count: int,
+        location: str | None = None,
+        checksum: str | None = None,
+        row_count: int | None = None,
         tags: Mapping[str, str] | None = None,
         symbols: Sequence[str] = (),
         start: TimestampLike | None = None,
@@ -456,7 +499,25 @@ class DataCatalog:
         Idempotent: registering exactly what is registered already (a retry whose first answer was lost)
         returns the existing entry. A lost connection raises :class:`CatalogUnavailable`; the registration
         may or may not have committed, and running it again settles it either way.
+
+        ``version``, ``location``, ``checksum`` and ``row_count`` describe stored data and are required; they
+        default to None only so that a call without them (the architecture seed's shape) gets
+        :class:`IncompleteRegistration` with the call that computes them from the data, instead of Python's
+        bare "missing keyword-only arguments".
         """
+        lacking = {"version": version, "location": location, "checksum": checksum, "row_count": row_count}
+        missing = [key for key, value in lacking.items() if value is None]
+        if version is None or location is None or checksum is None or row_count is None:
+            raise IncompleteRegistration(
+                _replacement_call(
+                    name,
+                    missing=missing,
+                    dataset_type=dataset_type,
+                    quality_level=quality_level,
+                    tags=tags,
+                    version=version or "v1",
+                )
+            )
         reg = _check_registration(
             name,
             version=version,
