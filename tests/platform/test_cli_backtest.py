@@ -83,7 +83,8 @@ def test_walk_forward_backtest_writes_results_tear_sheets_and_mlflow(
     assert set(frame["sample"]) == {"in_sample", "out_of_sample"}
     chosen = frame[(frame["sample"] == "out_of_sample") & frame["selected"]]
     assert len(chosen) == 2 * 3  # one choice per split and symbol
-    assert (out / "tear_sheets" / "ma_crossover.png").stat().st_size > 10_000
+    for symbol in ("AAA", "BBB"):  # one tear sheet per symbol
+        assert (out / "tear_sheets" / f"ma_crossover.{symbol}.png").stat().st_size > 10_000
     assert "oos" in (out / "summary.csv").read_text()
 
     client = MlflowClient(tracking_uri=tracking)
@@ -93,7 +94,9 @@ def test_walk_forward_backtest_writes_results_tear_sheets_and_mlflow(
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1
-    assert [c.data.tags["mlflow.parentRunId"] for c in children] == [parents[0].info.run_id]
+    # one nested run per strategy and symbol, each with its symbol's tear sheet
+    assert [c.data.tags["mlflow.parentRunId"] for c in children] == [parents[0].info.run_id] * 2
+    assert sorted(c.data.params["dataset"] for c in children) == ["AAA", "BBB"]
     assert all(r.info.status == "FINISHED" for r in runs)
 
     report = runner.invoke(app, ["-q", "report", str(out)], catch_exceptions=False)

@@ -45,7 +45,8 @@ def test_demo_runs_the_whole_research_day_and_reruns_from_stored_state(tmp_path:
     assert set(results["dataset"]) == {"AAA", "BBB", "CCC"}
     assert set(results["sample"]) == {"in_sample", "out_of_sample"}
     for strategy in ("ma_crossover", "adaptive_mean_reversion", "momentum_breakout"):
-        assert (workdir / "results" / "tear_sheets" / f"{strategy}.html").is_file()
+        for symbol in ("AAA", "BBB", "CCC"):  # one tear sheet per symbol
+            assert (workdir / "results" / "tear_sheets" / f"{strategy}.{symbol}.html").is_file()
 
     catalog = DataCatalog(f"sqlite:///{workdir / 'catalog.db'}")
     try:

@@ -91,7 +91,7 @@ def test_build_tear_sheet_writes_png_and_offline_html(tmp_path: Path) -> None:
     assert sheet.png_path == tmp_path / "report" / "ma_crossover.png"
     png = sheet.png_path.read_bytes()
     width, height = png_size(png)
-    assert (width, height) == (1200, 1400)
+    assert (width, height) == (1200, 1600)  # 12 x 16 inches: one year in the monthly table
     assert 30_000 < len(png) < 5_000_000
 
     page = sheet.html_path.read_text(encoding="utf-8")

@@ -2,8 +2,10 @@
 
 Used by ``qframe backtest`` and ``qframe demo``; notebooks can call :func:`run_research_sweep` directly.
 Outputs in ``out_dir``: ``results.parquet`` (every row of the sweep), ``summary.csv`` (best per
-strategy and dataset), and ``tear_sheets/<strategy>.png|.html`` for the best combination of each
-strategy on the first dataset — the walk-forward (out-of-sample) equity when splits are used.
+strategy and dataset), and one tear sheet per strategy and symbol: ``tear_sheets/<strategy>.png|.html``
+when the sweep has one symbol, ``tear_sheets/<strategy>.<symbol>.png|.html`` when it has several. A sheet
+shows the best combination, or with walk-forward splits the chained out-of-sample equity of the
+parameters chosen on each split, against buying and holding the symbol over the same bars.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
+from matplotlib.figure import Figure
 from qframe.research.atomic_files import atomic_write
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.engine import DistributedBacktestEngine
@@ -33,8 +36,10 @@ from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.backtesting.walk_forward import walk_forward_splits
 from qframe.research.bar_frequency import resolve_frequency
 from qframe.research.data_lake.storage import DataLakeStorage
+from qframe.research.reporting.benchmark import buy_and_hold_equity
 from qframe.research.reporting.strategy_report import log_strategy_report
-from qframe.research.reporting.tear_sheet import build_tear_sheet
+from qframe.research.reporting.tear_sheet import build_tear_sheet, sheet_title
+from qframe.research.reporting.tear_sheet_figure import SheetContext, SplitMark
 from qframe.research.tracking.base import ExperimentTracker
 
 log = structlog.get_logger(__name__)
@@ -64,9 +69,12 @@ class SweepReport:
     summary: pd.DataFrame
     results_path: Path
     summary_path: Path
+    # "<strategy> on <symbol>" -> (png, html); run ids by the same keys.
     tear_sheets: dict[str, tuple[Path, Path]]
     tracking_run_ids: dict[str, str]
     backend: str
+    # The drawn sheets by the same keys (matplotlib Figures: display one in a notebook cell to see it again).
+    figures: dict[str, Figure] = field(default_factory=dict)
 
 
 def run_research_sweep(
@@ -79,8 +87,12 @@ def run_research_sweep(
     tracker: ExperimentTracker | None = None,
     sweep_name: str = "sweep",
     checkpoint_storage: DataLakeStorage | None = None,
+    source: str | None = None,
 ) -> SweepReport:
-    """Run the sweep on the chosen backend, then write and track everything about it."""
+    """Run the sweep on the chosen backend, then write and track everything about it.
+
+    ``source`` names where the datasets came from (``bars.demo-1h@v1``, a file name) in the tear sheets' titles.
+    """
     opts = options or SweepOptions()
     if not datasets:
         raise ValueError("no datasets to backtest; pass at least one MarketData (e.g. MarketData.from_bars(bars))")
@@ -113,12 +125,14 @@ def run_research_sweep(
     summary_path = _atomic_csv(summary, out / "summary.csv")
 
     sheets: dict[str, tuple[Path, Path]] = {}
+    figures: dict[str, Figure] = {}
     run_ids: dict[str, str] = {}
     first = datasets[0]
     # One annualisation per dataset, the sweep's: the tear sheet, the tracked analysis and the summary agree.
-    frequency = results.frequencies.get(first.name) or resolve_frequency(first.timestamps, opts.bars_per_year)
-    analyzer = AdvancedPerformanceAnalyzer(frequency=frequency)
-    best_opts = replace(opts, bars_per_year=frequency.bars_per_year)
+    frequencies = {
+        data.name: results.frequencies.get(data.name) or resolve_frequency(data.timestamps, opts.bars_per_year)
+        for data in datasets
+    }
     tracking = (
         tracker.start_sweep(
             sweep_name,
@@ -132,7 +146,7 @@ def run_research_sweep(
                 "commission": opts.costs.commission,
                 "slippage": opts.costs.slippage,
                 "initial_capital": opts.initial_capital,
-                **frequency.as_params(),
+                **frequencies[first.name].as_params(),
             },
             tags={"qframe.sweep_id": results.sweep_id},
         )
@@ -142,39 +156,60 @@ def run_research_sweep(
     # The parent run ends FINISHED, or FAILED if anything below raises (start_sweep's contract).
     with tracking:
         for strategy in strategies:
-            rows = strategy_rows(results.frame, strategy, first.name)
-            equity, returns = best_equity(strategy, first, rows, best_opts)
-            heatmap = _heatmap_params(rows)
-            if tracker is not None:
-                report = log_strategy_report(
-                    tracker,
-                    strategy,
-                    rows,
-                    equity=equity,
-                    returns=returns,
-                    out_dir=out / "tear_sheets",
-                    params={"dataset": first.name},
-                    metric=opts.selection_metric,
-                    heatmap_params=heatmap,
-                    analyzer=analyzer,
+            for data in datasets:
+                frequency = frequencies[data.name]
+                analyzer = AdvancedPerformanceAnalyzer(frequency=frequency)
+                best_opts = replace(opts, bars_per_year=frequency.bars_per_year)
+                rows = strategy_rows(results.frame, strategy, data.name)
+                equity, returns = best_equity(strategy, data, rows, best_opts)
+                context = SheetContext(
+                    symbol=data.name,
+                    dataset=source,
+                    benchmark=buy_and_hold_equity(
+                        pd.Series(data.close, index=data.index), returns.index, opts.initial_capital
+                    ),
+                    splits=walk_forward_marks(rows, data, opts),
                 )
-                run_ids[strategy] = report.run_id
-                sheets[strategy] = (report.tear_sheet.png_path, report.tear_sheet.html_path)
-            else:
-                sheet = build_tear_sheet(
-                    equity,
-                    returns,
-                    results=grid_rows(rows) if heatmap else None,
-                    heatmap_params=heatmap,
-                    heatmap_metric=opts.selection_metric,
-                    title=f"{strategy} on {first.name}",
-                    out_dir=out / "tear_sheets",
-                    file_stem=strategy,
-                    analyzer=analyzer,
-                )
-                sheets[strategy] = (sheet.png_path, sheet.html_path)
+                heatmap = _heatmap_params(rows)
+                stem = strategy if len(datasets) == 1 else f"{strategy}.{data.name}"
+                key = f"{strategy} on {data.name}"
+                if tracker is not None:
+                    report = log_strategy_report(
+                        tracker,
+                        strategy,
+                        rows,
+                        equity=equity,
+                        returns=returns,
+                        out_dir=out / "tear_sheets",
+                        params={"dataset": data.name},
+                        metric=opts.selection_metric,
+                        heatmap_params=heatmap,
+                        analyzer=analyzer,
+                        context=context,
+                        file_stem=stem,
+                    )
+                    run_ids[key] = report.run_id
+                    sheet = report.tear_sheet
+                else:
+                    sheet = build_tear_sheet(
+                        equity,
+                        returns,
+                        results=grid_rows(rows) if heatmap else None,
+                        heatmap_params=heatmap,
+                        heatmap_metric=opts.selection_metric,
+                        title=sheet_title(
+                            strategy, context, metric=opts.selection_metric, best_params=_best_params(rows, opts)
+                        ),
+                        out_dir=out / "tear_sheets",
+                        file_stem=stem,
+                        analyzer=analyzer,
+                        context=context,
+                    )
+                sheets[key] = (sheet.png_path, sheet.html_path)
+                if sheet.figure is not None:
+                    figures[key] = sheet.figure
     log.info("research sweep written", out_dir=str(out), rows=len(results.frame), backend=backend)
-    return SweepReport(results, summary, results_path, summary_path, sheets, run_ids, backend)
+    return SweepReport(results, summary, results_path, summary_path, sheets, run_ids, backend, figures)
 
 
 def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: SweepOptions) -> tuple[pd.Series, pd.Series]:
@@ -217,6 +252,28 @@ def best_equity(strategy: str, data: MarketData, rows: pd.DataFrame, opts: Sweep
         bars_per_year=opts.bars_per_year,
     )
     return sim.equity, sim.returns
+
+
+def walk_forward_marks(rows: pd.DataFrame, data: MarketData, opts: SweepOptions) -> tuple[SplitMark, ...]:
+    """Each walk-forward test window's first bar and the parameters chosen for it (empty without splits)."""
+    if "sample" not in rows.columns or not (rows["sample"] == SAMPLE_OUT).any():
+        return ()
+    params = param_columns(rows)
+    chosen = rows[(rows["sample"] == SAMPLE_OUT) & rows["selected"].astype(bool)].sort_values("split_id")
+    windows = walk_forward_splits(
+        len(data), opts.n_splits, train_size=opts.train_size, test_size=opts.test_size, purge=opts.purge
+    )
+    index = data.index
+    return tuple(
+        SplitMark(index[windows[int(row["split_id"])].test_start], _combo(row, params)) for _, row in chosen.iterrows()
+    )
+
+
+def _best_params(rows: pd.DataFrame, opts: SweepOptions) -> dict[str, float | int]:
+    params = param_columns(rows)
+    scores = rows.groupby(params, sort=True)[opts.selection_metric].mean()
+    top = scores.index[0] if scores.isna().all() else scores.idxmax()
+    return _combo(pd.Series(dict(zip(params, np.atleast_1d(top), strict=True))), params)
 
 
 def strategy_rows(frame: pd.DataFrame, strategy: str, dataset: str) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer
 from qframe.research.backtesting.results import StrategySummary, grid_rows, summarize_results
-from qframe.research.reporting.tear_sheet import TearSheet, build_tear_sheet
+from qframe.research.reporting.tear_sheet import TearSheet, build_tear_sheet, sheet_title
+from qframe.research.reporting.tear_sheet_figure import SheetContext
 from qframe.research.tracking.base import ExperimentTracker
 
 
@@ -37,11 +38,15 @@ def log_strategy_report(
     metric: str = "sharpe",
     heatmap_params: tuple[str, str] | None = None,
     analyzer: AdvancedPerformanceAnalyzer | None = None,
+    context: SheetContext | None = None,
+    file_stem: str | None = None,
 ) -> StrategyReport:
     """Summarise ``results``, draw the tear sheet of the best combination's ``equity``/``returns``, log both.
 
     ``equity``/``returns`` are the best combination's simulation (e.g. ``simulate(...)`` with
     ``summary.best_params``); the analysis metrics of that curve are logged as ``analysis.<name>``.
+    ``context`` (symbol, dataset, benchmark, walk-forward splits) goes to the tear sheet; ``file_stem``
+    names its files (default: the strategy).
     """
     summary = summarize_results(results, metric=metric)
     sheet = build_tear_sheet(
@@ -50,10 +55,11 @@ def log_strategy_report(
         results=grid_rows(results) if heatmap_params is not None else None,
         heatmap_params=heatmap_params,
         heatmap_metric=metric,
-        title=f"{strategy}: best by {metric} {summary.best_params}",
+        title=sheet_title(strategy, context or SheetContext(), metric=metric, best_params=summary.best_params),
         out_dir=out_dir,
-        file_stem=strategy,
+        file_stem=file_stem or strategy,
         analyzer=analyzer,
+        context=context,
     )
     metrics: dict[str, float] = summary.metrics()
     metrics.update({f"analysis.{k}": v for k, v in sheet.analysis.scalar_metrics().items()})

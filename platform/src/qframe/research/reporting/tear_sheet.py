@@ -1,8 +1,7 @@
-"""Tear sheet of one strategy: equity, drawdown, rolling Sharpe, return distribution and a parameter heat map.
+"""Tear sheet of one strategy on one symbol: the picture (see :mod:`.tear_sheet_figure`) as PNG, and HTML.
 
-The PNG is drawn on a ``matplotlib.figure.Figure`` with its own Agg canvas (no pyplot, so no global figure
-state and no backend switch for the caller's notebook). The HTML embeds that PNG as base64 next to the metric
-tables: one self-contained file with no script or stylesheet to fetch, so it opens on an air-gapped cluster.
+The HTML embeds that PNG as base64 next to the metric tables and the monthly returns: one self-contained file
+with no script or stylesheet to fetch, so it opens on an air-gapped cluster.
 """
 
 from __future__ import annotations
@@ -12,22 +11,22 @@ import html
 import io
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import structlog
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from qframe.research.atomic_files import atomic_write_bytes
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer, PerformanceAnalysis
 from qframe.research.backtesting.results import PARAM_PREFIX
+from qframe.research.reporting.monthly_returns import format_percent_cell, monthly_returns_table
+from qframe.research.reporting.rolling_window import RollingWindow, rolling_window_for
+from qframe.research.reporting.tear_sheet_figure import SheetContext, describe_params, tear_sheet_figure
 
 log = structlog.get_logger(__name__)
-
-_MAX_ANNOTATED_CELLS = 150
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,23 @@ class TearSheet:
     html_path: Path
     analysis: PerformanceAnalysis
     heatmap: pd.DataFrame | None = None
+    # What was drawn, for a notebook to show again and for tests to read back (labels, titles, lines).
+    figure: Figure | None = field(default=None, repr=False)
+    monthly_returns: pd.DataFrame | None = None
+    rolling_window: RollingWindow | None = None
+
+
+def sheet_title(strategy: str, context: SheetContext, *, metric: str, best_params: Mapping[str, Any] | None) -> str:
+    """E.g. ``ma_crossover on AAA (bars.demo-1h@v1): best by sharpe fast=10, slow=50``; walk-forward says so."""
+    where = context.source()
+    head = f"{strategy} on {where}" if where else strategy
+    if context.walk_forward:
+        return (
+            f"{head}: walk-forward out-of-sample, {len(context.splits)} test windows chained, each with the "
+            f"parameters chosen by {metric} on its own train window"
+        )
+    chosen = f" {describe_params(best_params)}" if best_params else ""
+    return f"{head}: best by {metric}{chosen}"
 
 
 def format_value(value: Any) -> str:
@@ -79,66 +95,6 @@ def heatmap_pivot(
     return pivot.sort_index().sort_index(axis=1)
 
 
-def _draw(
-    fig: Figure,
-    *,
-    title: str,
-    equity: pd.Series,
-    analysis: PerformanceAnalysis,
-    returns: pd.Series,
-    heatmap: pd.DataFrame | None,
-    heatmap_metric: str,
-) -> None:
-    grid = fig.add_gridspec(4, 2, height_ratios=[1.3, 1.0, 1.0, 1.2])
-    fig.suptitle(title, fontsize=14)
-
-    ax = fig.add_subplot(grid[0, :])
-    ax.plot(equity.index, equity.to_numpy(dtype=float), color="tab:blue", linewidth=1.0)
-    ax.set_title("Equity curve")
-    ax.grid(alpha=0.3)
-
-    ax = fig.add_subplot(grid[1, :])
-    dd = analysis.drawdown_series
-    ax.fill_between(dd.index, dd.to_numpy(dtype=float), 0.0, color="tab:red", alpha=0.4, step="post")
-    ax.set_title(f"Drawdown (max {format_value(analysis.drawdown_analysis['max_drawdown'])})")
-    ax.grid(alpha=0.3)
-
-    ax = fig.add_subplot(grid[2, :])
-    rolling = analysis.rolling_metrics["rolling_sharpe"]
-    ax.plot(rolling.index, rolling.to_numpy(dtype=float), color="tab:green", linewidth=1.0)
-    ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_title("Rolling Sharpe")
-    ax.grid(alpha=0.3)
-
-    ax = fig.add_subplot(grid[3, 0])
-    values = returns.to_numpy(dtype=float)
-    if values.size:
-        ax.hist(values, bins=min(60, max(5, values.size // 5)), color="tab:gray", alpha=0.8)
-    var = analysis.risk_metrics["var_95"]
-    if not math.isnan(var):
-        ax.axvline(var, color="tab:red", linestyle="--", label=f"VaR 95% {format_value(var)}")
-        ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("Return distribution")
-
-    ax = fig.add_subplot(grid[3, 1])
-    if heatmap is None or heatmap.empty:
-        ax.text(0.5, 0.5, "no parameter heat map", ha="center", va="center")
-        ax.set_axis_off()
-        return
-    data = heatmap.to_numpy(dtype=float)
-    image = ax.imshow(data, aspect="auto", origin="lower", cmap="viridis")
-    ax.set_xticks(range(data.shape[1]), [format_value(v) for v in heatmap.columns], rotation=45, fontsize=7)
-    ax.set_yticks(range(data.shape[0]), [format_value(v) for v in heatmap.index], fontsize=7)
-    ax.set_xlabel(str(heatmap.columns.name))
-    ax.set_ylabel(str(heatmap.index.name))
-    ax.set_title(f"{heatmap_metric} by parameters")
-    fig.colorbar(image, ax=ax)
-    if data.size <= _MAX_ANNOTATED_CELLS:
-        for (i, j), v in np.ndenumerate(data):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white")
-
-
 def _table(rows: Mapping[str, Any]) -> str:
     body = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>" for k, v in rows.items()
@@ -165,7 +121,41 @@ _CSS = (
 )
 
 
-def _html(title: str, analysis: PerformanceAnalysis, png: bytes, pivot: pd.DataFrame | None, metric: str) -> str:
+def _monthly_table(monthly: pd.DataFrame | None) -> str:
+    if monthly is None or monthly.empty:
+        return ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in monthly.columns)
+    rows = "".join(
+        f"<tr><th>{int(year)}</th>" + "".join(f"<td>{format_percent_cell(float(v))}</td>" for v in row) + "</tr>"
+        for year, row in zip(monthly.index, monthly.to_numpy(dtype=float), strict=True)
+    )
+    return f"<h2>Monthly returns (%)</h2><table><tr><th>year</th>{head}</tr>{rows}</table>"
+
+
+def _splits_table(context: SheetContext) -> str:
+    if not context.walk_forward:
+        return ""
+    rows = "".join(
+        f"<tr><th>{k}</th><td>{html.escape(str(split.start))}</td><td>{html.escape(describe_params(split.params))}</td>"
+        "</tr>"
+        for k, split in enumerate(context.splits)
+    )
+    return (
+        "<h2>Walk-forward test windows</h2><table><tr><th>split</th><th>first bar</th>"
+        f"<th>parameters chosen on its train window</th></tr>{rows}</table>"
+    )
+
+
+def _html(
+    title: str,
+    analysis: PerformanceAnalysis,
+    png: bytes,
+    pivot: pd.DataFrame | None,
+    metric: str,
+    *,
+    context: SheetContext,
+    monthly: pd.DataFrame | None,
+) -> str:
     ci = analysis.confidence_intervals
     ci_rows: dict[str, Any] = {
         f"{stat} {label}": f"[{format_value(lo)}, {format_value(hi)}]"
@@ -189,7 +179,7 @@ def _html(title: str, analysis: PerformanceAnalysis, png: bytes, pivot: pd.DataF
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{analysis.n_periods} periods; annualised with {html.escape(analysis.frequency.describe())}.</p>"
-        f"<div class=sections>{sections}</div>{heat}"
+        f"<div class=sections>{sections}</div>{_splits_table(context)}{_monthly_table(monthly)}{heat}"
         f'<img alt="tear sheet charts" src="data:image/png;base64,{image}"></body></html>'
     )
 
@@ -212,45 +202,69 @@ def build_tear_sheet(
     out_dir: str | Path,
     file_stem: str = "tear_sheet",
     analyzer: AdvancedPerformanceAnalyzer | None = None,
+    context: SheetContext | None = None,
     dpi: int = 100,
 ) -> TearSheet:
     """Write ``<out_dir>/<file_stem>.png`` and ``.html`` for one equity/returns pair and return their paths.
 
     ``results`` (the sweep's results frame) plus ``heatmap_params`` (two parameter names) add a heat map of
-    ``heatmap_metric`` averaged over the other parameters and splits. Inputs are checked before anything is
-    written; each file is written atomically.
+    ``heatmap_metric`` averaged over the other parameters and splits. ``context`` names the symbol and
+    dataset, and carries the buy-and-hold benchmark and the walk-forward splits to mark. Inputs are checked
+    before anything is written; each file is written atomically.
     """
     if not isinstance(equity, pd.Series) or not isinstance(returns, pd.Series):
         raise TypeError("equity and returns must be pandas Series (e.g. SimulationResult.equity / .returns)")
     if heatmap_params is not None and results is None:
         raise ValueError("heatmap_params needs the results table: pass results=<sweep results frame>")
+    context = context if context is not None else SheetContext()
+    if context.benchmark is not None and not isinstance(context.benchmark, pd.Series):
+        raise TypeError("SheetContext.benchmark must be a pandas Series (e.g. buy_and_hold_equity(...))")
     pivot = None
     if results is not None and heatmap_params is not None:
         pivot = heatmap_pivot(results, heatmap_params, metric=heatmap_metric)
     stem = _safe_stem(file_stem)
     chosen = analyzer if analyzer is not None else AdvancedPerformanceAnalyzer()
     analysis = chosen.analyze_comprehensive(returns, kind="returns")
+    clean = returns.dropna()
+    rolling = rolling_window_for(analysis.frequency, max(2, len(clean)))
+    # Same annualisation and risk-free rate as the analysis, over the span chosen for this bar frequency.
+    rolling_analyzer = AdvancedPerformanceAnalyzer(
+        frequency=analysis.frequency, risk_free_rate=chosen.risk_free_rate, rolling_window=rolling.bars
+    )
+    rolling_sharpe = rolling_analyzer.rolling_metrics(clean)["rolling_sharpe"]
+    monthly = monthly_returns_table(clean)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(12, 14), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)  # attaches an Agg canvas to this figure only
-    _draw(
-        fig,
+    fig = tear_sheet_figure(
         title=title,
         equity=equity,
+        returns=clean,
         analysis=analysis,
-        returns=returns.dropna(),
+        rolling_sharpe=rolling_sharpe,
+        rolling=rolling,
+        context=context,
         heatmap=pivot,
         heatmap_metric=heatmap_metric,
+        monthly=monthly,
+        dpi=dpi,
     )
     png = _png_bytes(fig)
     png_path = out / f"{stem}.png"
     html_path = out / f"{stem}.html"
+    page = _html(title, analysis, png, pivot, heatmap_metric, context=context, monthly=monthly)
     atomic_write_bytes(png_path, png)
-    atomic_write_bytes(html_path, _html(title, analysis, png, pivot, heatmap_metric).encode("utf-8"))
+    atomic_write_bytes(html_path, page.encode("utf-8"))
     log.info("tear_sheet_written", png=str(png_path), html=str(html_path), periods=analysis.n_periods)
-    return TearSheet(png_path=png_path, html_path=html_path, analysis=analysis, heatmap=pivot)
+    return TearSheet(
+        png_path=png_path,
+        html_path=html_path,
+        analysis=analysis,
+        heatmap=pivot,
+        figure=fig,
+        monthly_returns=monthly,
+        rolling_window=rolling,
+    )
 
 
 def _png_bytes(fig: Figure) -> bytes:
