@@ -236,3 +236,4 @@ def test_single_symbol_sweep_keeps_the_strategy_file_name(tmp_path: Path) -> Non
     fig = report.figures["ma_crossover on AAA"]
     assert fig.get_suptitle().startswith("ma_crossover on AAA: best by sharpe fast=")
     assert boundaries(axes_titled(fig, "Equity")) == 0
+    assert report._repr_html_() == report.results._repr_html_()  # a notebook shows the results table

@@ -76,6 +76,10 @@ class SweepReport:
     # The drawn sheets by the same keys (matplotlib Figures: display one in a notebook cell to see it again).
     figures: dict[str, Figure] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """A notebook cell ending with the report shows the sweep's results table."""
+        return self.results._repr_html_()
+
 
 def run_research_sweep(
     strategies: Sequence[str],

@@ -71,6 +71,21 @@ class PerformanceAnalysis:
     n_periods: int
     drawdown_series: pd.Series = field(repr=False)
     frequency: BarFrequency = field(default_factory=lambda: resolve_frequency(None, None))
+    # The analysed returns and the rolling window, for .plot() to draw what the figures summarise.
+    returns: pd.Series | None = field(default=None, repr=False)
+    rolling_window: int | None = None
+
+    def _repr_html_(self) -> str:
+        """The metric sections as tables, for a notebook cell that ends with the analysis."""
+        from qframe.research.reporting.notebook_html import analysis_html  # noqa: PLC0415 - reporting imports us
+
+        return analysis_html(self)
+
+    def plot(self) -> Any:
+        """An interactive plotly ``go.Figure``: cumulative return, drawdown and rolling Sharpe (offline)."""
+        from qframe.research.reporting.interactive import analysis_figure  # noqa: PLC0415 - reporting imports us
+
+        return analysis_figure(self)
 
     def __getitem__(self, key: str) -> Any:
         sections = self.to_dict()
@@ -262,6 +277,8 @@ class AdvancedPerformanceAnalyzer:
             n_periods=int(r.size),
             drawdown_series=dd,
             frequency=frequency,
+            returns=returns,
+            rolling_window=self.rolling_window,
         )
 
     def frequency_of(self, returns: pd.Series) -> BarFrequency:

@@ -70,6 +70,18 @@ class BacktestResults:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def _repr_html_(self) -> str:
+        """How the sweep ran and its summary per strategy and dataset, for a notebook cell."""
+        from qframe.research.reporting.notebook_html import results_html  # noqa: PLC0415 - reporting imports us
+
+        return results_html(self)
+
+    def plot(self) -> Any:
+        """An interactive plotly ``go.Figure`` of the sweep, offline (see ``reporting.interactive``)."""
+        from qframe.research.reporting.interactive import results_figure  # noqa: PLC0415 - reporting imports us
+
+        return results_figure(self)
+
 
 def param_columns(results: pd.DataFrame) -> list[str]:
     return [c for c in results.columns if isinstance(c, str) and c.startswith(PARAM_PREFIX)]

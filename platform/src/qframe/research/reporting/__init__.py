@@ -1,7 +1,10 @@
-"""Reports for researchers: tear sheets (PNG + self-contained HTML) and the per-strategy report of a sweep."""
+"""Reports for researchers: tear sheets (PNG + self-contained HTML), the per-strategy report of a sweep, and
+the notebook views of results and analyses (HTML tables, interactive plotly figures)."""
 
 from qframe.research.reporting.benchmark import buy_and_hold_equity
+from qframe.research.reporting.interactive import analysis_figure, results_figure
 from qframe.research.reporting.monthly_returns import monthly_returns_table
+from qframe.research.reporting.notebook_html import analysis_html, results_html
 from qframe.research.reporting.rolling_window import RollingWindow, rolling_window_for
 from qframe.research.reporting.strategy_report import StrategyReport, log_strategy_report
 from qframe.research.reporting.tear_sheet import TearSheet, build_tear_sheet, format_value, heatmap_pivot, sheet_title
@@ -13,12 +16,16 @@ __all__ = [
     "SplitMark",
     "StrategyReport",
     "TearSheet",
+    "analysis_figure",
+    "analysis_html",
     "build_tear_sheet",
     "buy_and_hold_equity",
     "format_value",
     "heatmap_pivot",
     "log_strategy_report",
     "monthly_returns_table",
+    "results_figure",
+    "results_html",
     "rolling_window_for",
     "sheet_title",
 ]
