@@ -46,7 +46,8 @@ def test_demo_runs_the_whole_research_day_and_reruns_from_stored_state(tmp_path:
     assert set(results["sample"]) == {"in_sample", "out_of_sample"}
     for strategy in ("ma_crossover", "adaptive_mean_reversion", "momentum_breakout"):
         for symbol in ("AAA", "BBB", "CCC"):  # one tear sheet per symbol
-            assert (workdir / "results" / "tear_sheets" / f"{strategy}.{symbol}.html").is_file()
+            sheet = workdir / "results" / "tear_sheets" / f"{strategy}.{symbol}.html"
+            assert f"{strategy} on {symbol} (bars.demo-1h@v1): walk-forward" in sheet.read_text(encoding="utf-8")
 
     catalog = DataCatalog(f"sqlite:///{workdir / 'catalog.db'}")
     try:
@@ -61,7 +62,8 @@ def test_demo_runs_the_whole_research_day_and_reruns_from_stored_state(tmp_path:
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
-    assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 3
+    # one nested run per strategy and symbol
+    assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 3 * 3
 
     second = _demo(workdir)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -112,6 +112,7 @@ def demo(
             tracker=MlflowTracker(settings.resolved_tracking_uri, "qframe-demo"),
             sweep_name="demo-walk-forward",
             checkpoint_storage=session.storage,
+            source=f"{bars_meta.name}@{bars_meta.version}",  # named in the tear sheets' titles
         )
 
         console.rule("4. results")
