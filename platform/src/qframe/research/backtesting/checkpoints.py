@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
 if TYPE_CHECKING:
     from qframe.research.backtesting.types import MarketData
+    from qframe.research.data_lake.storage import DataLakeStorage
 
 CHECKPOINT_PREFIX = "checkpoints"
 CHECKPOINT_SUFFIX = ".parquet"
+# What a sweep is (strategies, datasets, task count), written once beside its checkpoints for `qframe sweeps list`.
+SWEEP_MANIFEST = "_sweep.json"
 SWEEP_ID_LENGTH = 24
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -98,6 +103,17 @@ class SweepCheckpoints:
                 finished.add(name[: -len(CHECKPOINT_SUFFIX)])
         return finished
 
+    def describe(self, *, strategies: Sequence[str], datasets: Sequence[str], n_tasks: int) -> None:
+        """Writes the sweep's manifest once; checkpoints alone do not say how many tasks make the whole sweep."""
+        key = f"{self.directory}/{SWEEP_MANIFEST}"
+        if self.storage.exists(key):
+            return
+        manifest = {"strategies": sorted(strategies), "datasets": sorted(datasets), "n_tasks": n_tasks}
+        try:
+            self.storage.put_bytes(key, json.dumps(manifest, sort_keys=True).encode(), overwrite=True)
+        except Exception as exc:
+            raise CheckpointError(f"could not write the sweep manifest {key!r}: {exc}") from exc
+
     def save(self, task_id: str, frame: pd.DataFrame) -> None:
         key = self.key(task_id)
         try:
@@ -113,3 +129,60 @@ class SweepCheckpoints:
             raise CheckpointError(
                 f"could not read checkpoint {key!r}: {exc}. Delete it to recompute that task."
             ) from exc
+
+
+@dataclass(frozen=True)
+class SweepCheckpointSet:
+    """One sweep's checkpoints in the lake, as ``qframe sweeps list`` shows them."""
+
+    sweep_id: str
+    strategies: tuple[str, ...]
+    datasets: tuple[str, ...]  # empty when the sweep predates manifests
+    tasks_done: int
+    tasks_total: int | None  # None when the sweep predates manifests
+    size_bytes: int
+    modified: pd.Timestamp | None
+
+
+def list_checkpoint_sets(storage: DataLakeStorage, *, prefix: str = CHECKPOINT_PREFIX) -> list[SweepCheckpointSet]:
+    """Every sweep with checkpoints under ``prefix``, most recently modified first (one listing of the lake)."""
+    root = prefix.strip("/") + "/"
+    objects: dict[str, list[tuple[str, int, pd.Timestamp | None]]] = {}
+    for info in storage.list_objects(root):
+        sweep_id, _, name = info.key[len(root) :].partition("/")
+        if name and "/" not in name:
+            objects.setdefault(sweep_id, []).append((name, info.size, info.modified))
+    sets = []
+    for sweep_id, files in objects.items():
+        tasks = [name[: -len(CHECKPOINT_SUFFIX)] for name, _, _ in files if name.endswith(CHECKPOINT_SUFFIX)]
+        manifest: dict[str, object] = {}
+        if any(name == SWEEP_MANIFEST for name, _, _ in files):
+            manifest = json.loads(storage.get_bytes(f"{root}{sweep_id}/{SWEEP_MANIFEST}"))
+        # Task ids are '<strategy>-<digest>', so an old sweep without a manifest still names its strategies.
+        strategies = _names(manifest.get("strategies")) or tuple(sorted({task.rpartition("-")[0] for task in tasks}))
+        stamps = [modified for _, _, modified in files if modified is not None]
+        total = manifest.get("n_tasks")
+        sets.append(
+            SweepCheckpointSet(
+                sweep_id=sweep_id,
+                strategies=strategies,
+                datasets=_names(manifest.get("datasets")),
+                tasks_done=len(tasks),
+                tasks_total=total if isinstance(total, int) else None,
+                size_bytes=sum(size for _, size, _ in files),
+                modified=max(stamps) if stamps else None,
+            )
+        )
+    epoch = pd.Timestamp(0, tz="UTC")
+    return sorted(sets, key=lambda s: (s.modified or epoch, s.sweep_id), reverse=True)
+
+
+def _names(value: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list) else ()
+
+
+def delete_checkpoint_set(storage: DataLakeStorage, sweep_id: str, *, prefix: str = CHECKPOINT_PREFIX) -> None:
+    """Deletes one sweep's checkpoints (a rerun of that sweep then computes every task again)."""
+    if not _SAFE_ID.match(sweep_id):
+        raise ValueError(f"sweep id {sweep_id!r} is not a sweep id (see `qframe sweeps list`)")
+    storage.delete_prefix(f"{prefix.strip('/')}/{sweep_id}/")

@@ -14,6 +14,7 @@ combinations are the walk-forward result; the other out-of-sample rows show what
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,12 +38,14 @@ from qframe.research.backtesting.checkpoints import (
     compute_sweep_id,
     data_fingerprint,
 )
+from qframe.research.backtesting.estimate import SweepEstimate, estimate_sweep
 from qframe.research.backtesting.evaluate import evaluate_task
 from qframe.research.backtesting.observability import EngineMetrics, sweep_logger, sweep_progress
 from qframe.research.backtesting.results import SELECTION_METRICS, BacktestResults, get_performance_summary
 from qframe.research.backtesting.sweep_plan import SweepPlan, as_market_data, plan_sweep
 from qframe.research.backtesting.types import CostModel, MarketData
 from qframe.research.bar_frequency import BarFrequency, resolve_frequency
+from rich.console import Console
 
 DEFAULT_BLOCK_SIZE = 64
 
@@ -72,6 +75,7 @@ class DistributedBacktestEngine:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         checkpoint_prefix: str = CHECKPOINT_PREFIX,
         evaluator: Evaluator = evaluate_task,
+        progress_console: Console | None = None,
     ) -> None:
         validate_backend_options(compute_backend, max_workers, address)
         _check_block_size(block_size)
@@ -84,6 +88,8 @@ class DistributedBacktestEngine:
         self.checkpoint_storage = checkpoint_storage
         self.checkpoint_prefix = checkpoint_prefix
         self.progress = progress
+        # Where progress bars go (default stderr); shown only on a terminal.
+        self.progress_console = progress_console
         self.retries = retries
         self.connect_timeout = connect_timeout
         self.evaluator = evaluator
@@ -189,6 +195,71 @@ class DistributedBacktestEngine:
         """
         if selection_metric not in SELECTION_METRICS:
             raise ValueError(f"selection_metric {selection_metric!r} is not one of {', '.join(SELECTION_METRICS)}")
+        market, frequencies, plan = self._plan(
+            strategies,
+            datasets,
+            parameter_grids,
+            n_splits=n_splits,
+            initial_capital=initial_capital,
+            costs=costs,
+            bars_per_year=bars_per_year,
+            train_size=train_size,
+            test_size=test_size,
+            purge=purge,
+            anchored=anchored,
+            block_size=block_size,
+        )
+        return self._run_plan(plan, market, selection_metric, frequencies)
+
+    def estimate_backtest(
+        self,
+        strategies: Sequence[str],
+        datasets: Sequence[MarketData | pd.DataFrame] | Mapping[str, MarketData | pd.DataFrame],
+        parameter_grids: Mapping[str, Mapping[str, Sequence[float | int]]] | None = None,
+        **options: Any,
+    ) -> SweepEstimate:
+        """What :meth:`run_backtest_sync` with the same arguments would run and cost (see ``estimate``).
+
+        Plans exactly as the run does (same tasks, and the checkpoints it would resume from) and times one block
+        of each strategy on the data; it does not start the compute backend.
+        """
+        options.pop("selection_metric", None)
+        size = options.get("block_size") or self.block_size
+        market, _, plan = self._plan(strategies, datasets, parameter_grids, **options)
+        done: set[str] = set()
+        if self.checkpoint_storage is not None:
+            sweep_id = compute_sweep_id(
+                [task.task_id for task in plan.tasks], {name: data_fingerprint(d) for name, d in market.items()}
+            )
+            done = SweepCheckpoints(self.checkpoint_storage, sweep_id, prefix=self.checkpoint_prefix).completed()
+        sequential = self.compute_backend == "sequential"
+        workers = 1 if sequential else (None if self.address else self.max_workers or os.cpu_count() or 1)
+        return estimate_sweep(
+            plan,
+            market,
+            workers=workers,
+            local=not (self.address or sequential),
+            done=done,
+            block_size=size,
+            evaluator=self.evaluator,
+        )
+
+    def _plan(
+        self,
+        strategies: Sequence[str],
+        datasets: Sequence[MarketData | pd.DataFrame] | Mapping[str, MarketData | pd.DataFrame],
+        parameter_grids: Mapping[str, Mapping[str, Sequence[float | int]]] | None,
+        *,
+        n_splits: int = 0,
+        initial_capital: float = 100_000.0,
+        costs: CostModel | None = None,
+        bars_per_year: float | None = None,
+        train_size: int | None = None,
+        test_size: int | None = None,
+        purge: int = 0,
+        anchored: bool = False,
+        block_size: int | None = None,
+    ) -> tuple[dict[str, MarketData], dict[str, BarFrequency], SweepPlan]:
         size = self.block_size if block_size is None else block_size
         _check_block_size(size)
         if initial_capital <= 0:
@@ -209,7 +280,7 @@ class DistributedBacktestEngine:
             purge=purge,
             anchored=anchored,
         )
-        return self._run_plan(plan, market, selection_metric, frequencies)
+        return market, frequencies, plan
 
     def _run_plan(
         self,
@@ -231,8 +302,18 @@ class DistributedBacktestEngine:
         frames: dict[str, pd.DataFrame] = {}
         task_ids = {task.task_id for task in plan.tasks}
         if checkpoints is not None:
-            for task_id in sorted(checkpoints.completed() & task_ids):
-                frames[task_id] = checkpoints.load(task_id)
+            checkpoints.describe(strategies=strategy_names(plan), datasets=sorted(market), n_tasks=len(plan.tasks))
+            finished = sorted(checkpoints.completed() & task_ids)
+            # Reading thousands of checkpoints back takes a while (25 s for a big sweep): show it.
+            with sweep_progress(
+                len(finished),
+                description=f"loading {len(finished):,} checkpoints of {sweep_id}",
+                enabled=self.progress and bool(finished),
+                console=self.progress_console,
+            ) as loading:
+                for task_id in finished:
+                    frames[task_id] = checkpoints.load(task_id)
+                    loading.advance()
         resumed = len(frames)
         self.metrics.record_resumed(backend=backend.name, tasks=resumed)
         todo = [task for task in plan.tasks if task.task_id not in frames]
@@ -245,11 +326,14 @@ class DistributedBacktestEngine:
             resumed_tasks=resumed,
             datasets=sorted(market),
             annualisation={name: f.describe() for name, f in sorted((frequencies or {}).items())},
-            strategies=sorted({task.strategy for task in plan.tasks}),
+            strategies=strategy_names(plan),
         )
 
         with sweep_progress(
-            len(plan.tasks), description=f"backtest {sweep_id} on {backend.name}", enabled=self.progress
+            len(plan.tasks),
+            description=f"backtest {sweep_id} on {backend.name}",
+            enabled=self.progress,
+            console=self.progress_console,
         ) as progress:
             progress.advance(resumed)
 
@@ -305,6 +389,10 @@ class DistributedBacktestEngine:
         self, results: BacktestResults | pd.DataFrame, *, metric: str | None = None
     ) -> pd.DataFrame:
         return get_performance_summary(results, metric=metric)
+
+
+def strategy_names(plan: SweepPlan) -> list[str]:
+    return sorted({task.strategy for task in plan.tasks})
 
 
 def _check_block_size(block_size: int) -> None:

@@ -13,7 +13,7 @@ from typing import TextIO, cast
 
 import structlog
 import typer
-from qframe.research.cli import backtest, data, demo, strategies
+from qframe.research.cli import backtest, data, demo, strategies, sweeps
 from qframe.research.cli._common import CatalogUrl, LakeUrl, Workdir, console, plain_errors, settings_from
 from qframe.research.redaction import redact_event
 
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(sweeps.app, name="sweeps")
 app.command("backtest")(backtest.backtest)
 app.command("report")(backtest.report)
 app.command("demo")(demo.demo)
@@ -32,11 +33,13 @@ app.command("strategies")(strategies.strategies)
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v: info logs too, -vv: debug logs"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors in the log"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors in the log, no progress bars"),
 ) -> None:
     """QFrame research platform: data lake, backtests on Dask/Ray, reports, and a demo."""
     configure_logging(log_level(verbose, quiet=quiet))
+    ctx.obj = {"quiet": quiet}
 
 
 def log_level(verbose: int, *, quiet: bool = False) -> int:

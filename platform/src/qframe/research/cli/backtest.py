@@ -19,11 +19,13 @@ from qframe.research.cli._bars_file import (
     read_options,
 )
 from qframe.research.cli._common import (
+    EXIT_FAILED,
     CatalogUrl,
     LakeUrl,
     Workdir,
     choice_error,
     console,
+    err_console,
     fail,
     plain_errors,
     settings_from,
@@ -33,6 +35,9 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Above this estimate a sweep asks before starting (on a terminal) or needs --yes (elsewhere).
+DEFAULT_ASK_ABOVE_MINUTES = 10.0
 
 
 def parse_grids(specs: list[str], strategies: list[str]) -> dict[str, dict[str, list[float | int]]]:
@@ -178,6 +183,7 @@ def _cell(value: object) -> str:
 
 
 def backtest(
+    ctx: typer.Context,
     strategy: Annotated[list[str], typer.Option("--strategy", "-s", help="registry name, repeatable")],
     grid: Annotated[
         list[str] | None, typer.Option("--grid", "-g", help="strategy.param=5,10,20 or =10:50:10, repeatable")
@@ -216,11 +222,19 @@ def backtest(
     tracking_uri: Annotated[str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow URI")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment")] = "backtests",
     checkpoint: Annotated[bool, typer.Option(help="checkpoint finished chunks in the lake (resume)")] = True,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking, whatever the estimate")] = False,
+    ask_above_minutes: Annotated[
+        float, typer.Option(min=0.0, help="ask before starting a sweep estimated to run longer than this")
+    ] = DEFAULT_ASK_ABOVE_MINUTES,
     workdir: Workdir = None,
     lake: LakeUrl = None,
     catalog: CatalogUrl = None,
 ) -> None:
-    """Run a parameter-grid sweep (optionally walk-forward) of one or more strategies on Dask, Ray or locally."""
+    """Run a parameter-grid sweep (optionally walk-forward) of one or more strategies on Dask, Ray or locally.
+
+    Before starting it prints the tasks, an estimated run time (calibrated on the data) and peak memory, and
+    asks above --ask-above-minutes (on a terminal; elsewhere it needs --yes).
+    """
     from qframe.research.backtesting.types import CostModel
     from qframe.research.integration_layer import create_research_integration
     from qframe.research.workflows import SweepOptions, run_research_sweep
@@ -237,29 +251,84 @@ def backtest(
             # An unreachable tracker is known in a second; reading the data can take many.
             tracker = _tracker(settings.resolved_tracking_uri, experiment, settings.workdir) if track else None
             market = load_market(session, dataset=data, file=file, symbols=symbol, file_options=file_options)
+            options = SweepOptions(
+                compute_backend=backend,
+                address=address or settings.compute_address,
+                max_workers=workers,
+                n_splits=splits,
+                train_size=train_size,
+                test_size=test_size,
+                purge=purge,
+                costs=CostModel(commission=commission, slippage=slippage),
+                initial_capital=capital,
+                bars_per_year=bars_per_year,
+                selection_metric=metric,
+                progress=not quiet_requested(ctx),
+            )
+            storage = session.storage if checkpoint else None
+            confirm_start(estimate(strategy, market, grids, options, storage), ask_above_minutes, yes=yes)
             report = run_research_sweep(
                 strategy,
                 market,
                 grids,
                 out_dir=out,
-                options=SweepOptions(
-                    compute_backend=backend,
-                    address=address or settings.compute_address,
-                    max_workers=workers,
-                    n_splits=splits,
-                    train_size=train_size,
-                    test_size=test_size,
-                    purge=purge,
-                    costs=CostModel(commission=commission, slippage=slippage),
-                    initial_capital=capital,
-                    bars_per_year=bars_per_year,
-                    selection_metric=metric,
-                ),
+                options=options,
                 tracker=tracker,
                 sweep_name="-".join(strategy),
-                checkpoint_storage=session.storage if checkpoint else None,
+                checkpoint_storage=storage,
             )
         print_report(report, tracking_uri=settings.resolved_tracking_uri if track else None)
+
+
+def estimate(
+    strategies: list[str],
+    market: list[Any],
+    grids: Mapping[str, Mapping[str, Sequence[float | int]]],
+    options: Any,
+    storage: Any,
+) -> Any:
+    """The engine's own plan and calibration for this sweep (the backend is not started)."""
+    from qframe.research.backtesting.engine import DistributedBacktestEngine
+
+    engine = DistributedBacktestEngine(
+        compute_backend=options.compute_backend,
+        address=options.address,
+        max_workers=options.max_workers,
+        checkpoint_storage=storage,
+        progress=False,
+    )
+    return engine.estimate_backtest(
+        strategies,
+        market,
+        grids,
+        n_splits=options.n_splits,
+        initial_capital=options.initial_capital,
+        costs=options.costs,
+        bars_per_year=options.bars_per_year,
+        train_size=options.train_size,
+        test_size=options.test_size,
+        purge=options.purge,
+    )
+
+
+def confirm_start(sweep: Any, ask_above_minutes: float, *, yes: bool) -> None:
+    """Prints the estimate (stderr: stdout keeps the results); a long sweep starts only when confirmed."""
+    from qframe.research.backtesting.estimate import format_duration
+
+    for line in sweep.lines():
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if yes or sweep.seconds <= ask_above_minutes * 60:
+        return
+    long = f"estimated {format_duration(sweep.seconds)}, above --ask-above-minutes {ask_above_minutes:g}"
+    if not sys.stdin.isatty():
+        fail(f"sweep not started: {long}; pass --yes to start it anyway, or shrink the grid / use more workers")
+    if not typer.confirm(f"{long}. Start it?", default=False, err=True):
+        fail("sweep not started (answered no)", code=EXIT_FAILED)
+
+
+def quiet_requested(ctx: typer.Context | None) -> bool:
+    """``qframe -q``: no progress bars either."""
+    return bool(ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get("quiet"))
 
 
 def _tracker(uri: str, experiment: str, workdir: Path) -> Any:

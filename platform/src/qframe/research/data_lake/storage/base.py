@@ -103,6 +103,26 @@ class ObjectExists(StorageError):  # noqa: N818 - contract names
     """``put_bytes(..., overwrite=False)`` of a key that already exists."""
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key, size in bytes and last modification (UTC; None where the store has none)."""
+
+    key: str
+    size: int
+    modified: pd.Timestamp | None
+
+
+def _modified(detail: Mapping[str, Any]) -> pd.Timestamp | None:
+    # Each fsspec filesystem names it differently: local 'mtime', S3 'LastModified', memory 'created'.
+    for attribute in ("mtime", "LastModified", "last_modified", "created"):
+        value = detail.get(attribute)
+        if value is None:
+            continue
+        stamp = pd.Timestamp(value, unit="s") if isinstance(value, int | float) else pd.Timestamp(value)
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return None
+
+
 class DataLakeStorage(ABC):
     """Datasets and plain objects under one root of an fsspec filesystem.
 
@@ -209,17 +229,23 @@ class DataLakeStorage(ABC):
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every object key starting with ``prefix`` (a plain string prefix, as in S3), sorted."""
+        return [info.key for info in self.list_objects(prefix)]
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        """The objects whose key starts with ``prefix``, sorted by key, with size and last modification."""
         check_prefix(prefix)
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         base = self._path(directory) if directory else self._root
         try:
-            found = self._fs.find(base)
+            found = self._fs.find(base, detail=True)
         except FileNotFoundError:
             return []
-        keys = (self._key(path) for path in found)
-        return sorted(
-            key for key in keys if key.startswith(prefix) and not key.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
-        )
+        objects = []
+        for path, detail in found.items():
+            key = self._key(path)
+            if key.startswith(prefix) and not key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                objects.append(ObjectInfo(key, int(detail.get("size") or 0), _modified(detail)))
+        return sorted(objects, key=lambda info: info.key)
 
     def delete_prefix(self, prefix: str) -> None:
         """Deletes every key starting with ``prefix``; an empty prefix is refused (it would wipe the lake)."""
