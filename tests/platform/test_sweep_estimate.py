@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +157,33 @@ def test_a_resume_shows_its_checkpoint_loading_on_a_terminal_only() -> None:
     piped = io.StringIO()
     run(Console(file=piped))
     assert "loading" not in piped.getvalue()
+
+
+@pytest.mark.parametrize(("answer", "code"), [(b"n\n", 1), (b"y\n", 0)], ids=["no", "yes"])
+def test_on_a_terminal_a_long_sweep_asks_and_starts_only_on_yes(
+    bars_file: Path, tmp_path: Path, answer: bytes, code: int
+) -> None:
+    qframe = Path(sys.executable).with_name("qframe")
+    where = ["--file", str(bars_file), "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QFRAME_", "MLFLOW_"))}
+    terminal, stdin = pty.openpty()  # a real terminal on stdin, as a researcher's shell gives
+    try:
+        # The answer waits in the terminal's input buffer until the prompt reads it.
+        os.write(terminal, answer)
+        run = subprocess.run(
+            [str(qframe), *SWEEP, *where, "--no-checkpoint", "--ask-above-minutes", "0"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=env,
+        )
+    finally:
+        os.close(stdin)
+        os.close(terminal)
+    assert run.returncode == code, run.stderr[-2000:]
+    assert "Start it?" in run.stderr
+    assert (tmp_path / "out" / "results.parquet").is_file() == (code == 0)
+    if code:
+        assert "sweep not started (answered no)" in _text(run.stderr)
