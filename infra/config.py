@@ -681,14 +681,225 @@ class RaySettings(Closed):
         return self
 
 
+# EKS versions the platform is tested against; newer ones join when AWS releases them and the
+# components are checked against them, older ones leave when AWS ends their standard support.
+EKS_VERSIONS: tuple[str, ...] = ("1.30", "1.31", "1.32", "1.33", "1.34")
+EKS_LOG_TYPES = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+# The only address ranges a VPC of the platform may use: RFC 1918 private networks.
+_PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+_EKS_VERSION = re.compile(r"^1\.[0-9]{2}$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# NVIDIA instance families (g4dn, g5, g6e, p4d, p5, ...); the GPU AMI and device plugin need them.
+# g4ad carries AMD GPUs, which the NVIDIA AMI cannot drive.
+_GPU_INSTANCE = re.compile(r"^(?!g4ad\.)(g[0-9]+|p[0-9]+)[a-z]*\.[a-z0-9]+$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):[0-9]{12}:key/[A-Za-z0-9-]+$")
+
+
+def _vpc_cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form such as 10.0.0.0/16 ({exc})") from None
+    if not any(network.subnet_of(private) for private in _PRIVATE_RANGES):
+        raise ValueError(
+            f"{value!r} is not a private network; use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        )
+    if not 16 <= network.prefixlen <= 20:
+        raise ValueError(
+            f"{value!r} is a /{network.prefixlen}; the VPC must be a /16 to /20 so every zone gets room for "
+            "pods (the VPC CNI gives each pod a VPC address), e.g. 10.0.0.0/16"
+        )
+    return value
+
+
+def _public_access_cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form such as 203.0.113.0/24 ({exc})") from None
+    if network.prefixlen == 0:
+        raise ValueError(
+            f"{value!r} would open the cluster's API endpoint to the whole internet; list the networks "
+            "that run `pulumi up` and kubectl (e.g. 203.0.113.0/24), or none for a private-only endpoint"
+        )
+    return value
+
+
+def _eks_version(value: str) -> str:
+    if not _EKS_VERSION.fullmatch(value):
+        raise ValueError(f"{value!r} is not an EKS version; write major.minor such as {EKS_VERSIONS[-1]}")
+    if value not in EKS_VERSIONS:
+        raise ValueError(f"EKS version {value} is not supported by the platform; use one of {', '.join(EKS_VERSIONS)}")
+    return value
+
+
+def instance_architecture(instance_type: str) -> Literal["arm64", "x86_64"]:
+    """Graviton types carry a ``g`` after the generation (m6g, c7gn, r8gd, g5g) or are the a1 family."""
+    match = re.fullmatch(r"([a-z]+)([0-9]+)([a-z-]*)\.[a-z0-9]+", instance_type)
+    if match is not None and (match.group(1) == "a" or "g" in match.group(3)):
+        return "arm64"
+    return "x86_64"
+
+
+VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
+PublicAccessCidr = Annotated[str, AfterValidator(_public_access_cidr)]
+EksVersion = Annotated[str, AfterValidator(_eks_version)]
+InstanceType = Annotated[str, _matches(_INSTANCE_TYPE, "an EC2 instance type", "m6i.large")]
+KmsKeyOnlyArn = Annotated[
+    str, _matches(_KMS_KEY_ARN, "a KMS key ARN (not an alias)", "arn:aws:kms:eu-west-1:123456789012:key/...")
+]
+
+
+class NetworkSettings(Closed):
+    """The VPC the EKS cluster lives in; subnets are carved from ``cidr`` (infra/components/aws/network.py)."""
+
+    cidr: VpcCidr = "10.0.0.0/16"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    # perAz keeps each zone's egress up when another zone fails; one NAT is cheaper and fine for dev.
+    nat_gateways: Literal["one", "perAz"] = "perAz"
+
+
+class NodeGroupSettings(Closed):
+    instance_types: Annotated[list[InstanceType], Field(min_length=1, max_length=20)]
+    min_size: Annotated[int, Field(ge=0, le=1000)]
+    desired_size: Annotated[int, Field(ge=0, le=1000)]
+    max_size: Annotated[int, Field(ge=1, le=1000)]
+    disk_size_gb: Annotated[int, Field(ge=20, le=16384)] = 50
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sizes_and_labels(self) -> Self:
+        if self.min_size > self.desired_size:
+            raise RuleError("minSize", self.min_size, f"must not exceed desiredSize ({self.desired_size})")
+        if self.desired_size > self.max_size:
+            raise RuleError("desiredSize", self.desired_size, f"must not exceed maxSize ({self.max_size})")
+        _require_unique("instanceTypes", "type", list(self.instance_types))
+        # A node group runs one AMI, which is built for one CPU architecture.
+        first = instance_architecture(self.instance_types[0])
+        for index, instance_type in enumerate(self.instance_types):
+            if instance_architecture(instance_type) != first:
+                raise RuleError(
+                    f"instanceTypes[{index}]",
+                    instance_type,
+                    f"is {instance_architecture(instance_type)}, but instanceTypes[0] ({self.instance_types[0]}) is "
+                    f"{first}; a node group runs one AMI, so list types of one architecture",
+                )
+        for key, value in self.labels.items():
+            reserved = _reserved_label_prefix(key)
+            if reserved is not None:
+                raise RuleError(
+                    f"labels.{key}",
+                    value,
+                    f"{reserved}* node labels are set by the platform (qframe.io/node-pool, qframe.io/gpu) or "
+                    "by Kubernetes; choose another key such as team",
+                )
+        return self
+
+
+class SystemNodeGroup(NodeGroupSettings):
+    """On-demand nodes for the platform's services and the cluster's own add-ons (CoreDNS)."""
+
+    instance_types: Annotated[list[InstanceType], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: ["m6i.large"]
+    )
+    min_size: Annotated[int, Field(ge=0, le=1000)] = 2
+    desired_size: Annotated[int, Field(ge=0, le=1000)] = 2
+    max_size: Annotated[int, Field(ge=1, le=1000)] = 4
+
+    @model_validator(mode="after")
+    def _never_empty(self) -> Self:
+        if self.min_size < 1:
+            raise RuleError(
+                "minSize", self.min_size, "must be at least 1: CoreDNS and the platform's services run only here"
+            )
+        return self
+
+
+class ComputeNodeGroup(NodeGroupSettings):
+    """Nodes for Dask/Ray workers and users' servers only (tainted); may be spot and scale to zero."""
+
+    instance_types: Annotated[list[InstanceType], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: ["m6i.2xlarge", "m5.2xlarge"]
+    )
+    min_size: Annotated[int, Field(ge=0, le=1000)] = 0
+    desired_size: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    capacity_type: Literal["spot", "on-demand"] = "spot"
+
+
+class GpuNodeGroup(NodeGroupSettings):
+    """NVIDIA GPU nodes (GPU AMI, tainted) for GPU notebook profiles and Ray GPU worker groups."""
+
+    instance_types: Annotated[list[InstanceType], Field(min_length=1, max_length=20)] = Field(
+        default_factory=lambda: ["g5.xlarge"]
+    )
+    min_size: Annotated[int, Field(ge=0, le=1000)] = 0
+    desired_size: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_size: Annotated[int, Field(ge=1, le=1000)] = 2
+    capacity_type: Literal["spot", "on-demand"] = "on-demand"
+
+    @model_validator(mode="after")
+    def _gpu_types(self) -> Self:
+        for index, instance_type in enumerate(self.instance_types):
+            if not _GPU_INSTANCE.fullmatch(instance_type):
+                raise RuleError(
+                    f"instanceTypes[{index}]",
+                    instance_type,
+                    "is not an NVIDIA GPU instance type; the gpu group runs the GPU AMI and needs a g* or p* "
+                    "type such as g5.xlarge",
+                )
+        return self
+
+
+class NodeGroups(Closed):
+    system: SystemNodeGroup = Field(default_factory=SystemNodeGroup)
+    compute: ComputeNodeGroup = Field(default_factory=ComputeNodeGroup)
+    gpu: GpuNodeGroup | None = None
+
+
+def _default_log_types() -> list[str]:
+    return ["api", "audit", "authenticator"]
+
+
+class EksSettings(Closed):
+    """The EKS cluster; its Kubernetes provider deploys every Kubernetes component of the stack."""
+
+    version: EksVersion = "1.32"
+    # Empty: the API endpoint is private (reachable from inside the VPC only).
+    endpoint_public_access_cidrs: Annotated[list[PublicAccessCidr], Field(max_length=40)] = Field(default_factory=list)
+    logging: list[EKS_LOG_TYPES] = Field(default_factory=_default_log_types)  # type: ignore[arg-type]
+    node_groups: NodeGroups = Field(default_factory=NodeGroups)
+
+    @model_validator(mode="after")
+    def _lists(self) -> Self:
+        if not self.logging:
+            raise RuleError(
+                "logging", [], "is empty; the control-plane logs are the cluster's audit trail: keep at least audit"
+            )
+        _require_unique("logging", "type", list(self.logging))
+        _require_unique("endpointPublicAccessCidrs", "network", list(self.endpoint_public_access_cidrs))
+        return self
+
+
+class EcrSettings(Closed):
+    """ECR repositories for the images the stack deploys (tags immutable, scanned on push)."""
+
+    keep_last: Annotated[int, Field(ge=1, le=10000)] = 30
+
+
 class AwsSettings(Closed):
     region: AwsRegion
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
         default_factory=dict
     )
+    network: NetworkSettings | None = None
+    eks: EksSettings | None = None
+    ecr: EcrSettings | None = None
+    # Encrypts the EKS cluster's Secrets; without it the stack creates a key (with rotation on).
+    kms_key_arn: KmsKeyOnlyArn | None = None
 
     @model_validator(mode="after")
-    def _no_reserved_tags(self) -> Self:
+    def _rules(self) -> Self:
         reserved = sorted(k for k in self.tags if k.lower().startswith("aws:"))
         if reserved:
             raise RuleError(
@@ -696,6 +907,34 @@ class AwsSettings(Closed):
                 self.tags[reserved[0]],
                 "tag keys starting with 'aws:' are reserved by AWS",
             )
+        if self.eks is not None and self.network is None:
+            raise RuleError(
+                "network",
+                None,
+                "is required with aws.eks: the cluster needs a VPC; add e.g. network: {cidr: 10.0.0.0/16}",
+            )
+        if self.eks is None and self.network is not None:
+            raise RuleError(
+                "network",
+                self.network.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                "is read only with aws.eks (the VPC is the cluster's), so nothing would read it; "
+                "remove aws.network or add aws.eks",
+            )
+        if self.kms_key_arn is not None:
+            if self.eks is None:
+                raise RuleError(
+                    "kmsKeyArn",
+                    self.kms_key_arn,
+                    "encrypts the EKS cluster's Secrets and is read only with aws.eks; remove it "
+                    "(buckets take objectStore.s3.kmsKeyArn)",
+                )
+            match = _KMS_KEY_ARN.fullmatch(self.kms_key_arn)
+            if match is not None and match.group(1) != self.region:
+                raise RuleError(
+                    "kmsKeyArn",
+                    self.kms_key_arn,
+                    f"is a key of region {match.group(1)}, but EKS needs a key of the cluster's region {self.region}",
+                )
         return self
 
 
@@ -730,6 +969,18 @@ def _reserved_label_prefix(key: str) -> str | None:
     return None
 
 
+def _ecr_registry_rule(registry: str, region: str) -> None:
+    """With aws.ecr the stack pulls what it pushes: images.registry must be this region's ECR."""
+    host = rf"[0-9]{{12}}\.dkr\.ecr\.{re.escape(region)}\.amazonaws\.com(\.cn)?"
+    if not re.fullmatch(rf"{host}(/[a-z0-9]+([._/-][a-z0-9]+)*)?", registry):
+        raise RuleError(
+            "images.registry",
+            registry,
+            f"must be this stack's ECR registry when aws.ecr is set (the repositories it creates are where "
+            f"images are pushed and pulled): <account>.dkr.ecr.{region}.amazonaws.com[/<prefix>]",
+        )
+
+
 class StackConfig(Closed):
     """The whole stack. Defaults describe the laptop-sized dev stack."""
 
@@ -762,14 +1013,7 @@ class StackConfig(Closed):
                         f"configures the {kind!r} variant, but {section}.kind is {settings.kind!r}, so nothing "
                         f"would read it; remove {section}.{key} or set {section}.kind: {kind}",
                     )
-        uses_aws = self.object_store.kind == "s3" or self.postgres.kind == "rds"
-        if self.aws is not None and not uses_aws:
-            raise RuleError(
-                "aws",
-                self.aws.model_dump(mode="json", by_alias=True, exclude_unset=True),
-                "is read only by objectStore.kind: s3 and postgres.kind: rds, and this stack uses neither; "
-                "remove the aws section or choose an AWS kind",
-            )
+        self._aws_in_use()
         for kind_key, kind, needs_aws in (
             ("objectStore.kind", self.object_store.kind, self.object_store.kind == "s3"),
             ("postgres.kind", self.postgres.kind, self.postgres.kind == "rds"),
@@ -808,6 +1052,20 @@ class StackConfig(Closed):
                     "choose another key such as team or cost-center",
                 )
         return self
+
+    def _aws_in_use(self) -> None:
+        if self.aws is None:
+            return
+        uses_aws = self.object_store.kind == "s3" or self.postgres.kind == "rds"
+        if not uses_aws and self.aws.eks is None and self.aws.ecr is None:
+            raise RuleError(
+                "aws",
+                self.aws.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                "is read only by objectStore.kind: s3, postgres.kind: rds, aws.eks and aws.ecr, and this stack "
+                "uses neither an AWS kind nor aws.eks/aws.ecr; remove the aws section or choose an AWS kind",
+            )
+        if self.aws.ecr is not None:
+            _ecr_registry_rule(self.images.registry, self.aws.region)
 
 
 # --------------------------------------------------------------------------------------------

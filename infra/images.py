@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config import Images
+from infra.config import Images, StackConfig
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,24 @@ def image_ref(images: Images, name: str) -> ImageRef:
         digest=pinned if by_digest else "",
         pull_policy=images.pull_policy,
     )
+
+
+def deployed_images(cfg: StackConfig) -> list[str]:
+    """The images (``images.tags`` field names) of the components this stack deploys, in field order."""
+    used = {
+        "minio": cfg.object_store.kind == "minio",
+        "postgres": cfg.postgres.kind == "in-cluster",
+        "kafka": True,
+        # Init containers of MinIO and Kafka (bucket and topic bootstrap).
+        "tools": True,
+        "mlflow": cfg.mlflow.enabled,
+        "hub": cfg.jupyterhub.enabled,
+        "notebook": cfg.jupyterhub.enabled,
+        "worker": cfg.dask.enabled or cfg.ray.enabled,
+        "dask_operator": cfg.dask.enabled and cfg.dask.install_operator,
+        "kuberay_operator": cfg.ray.enabled and cfg.ray.install_operator,
+    }
+    missing = set(type(cfg.images.tags).model_fields) - set(used)
+    if missing:
+        raise ValueError(f"deployed_images does not know whether the stack runs {sorted(missing)}")
+    return [name for name in type(cfg.images.tags).model_fields if used.get(name)]

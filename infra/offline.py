@@ -85,11 +85,44 @@ class ProgramRun:
             urn = parent.parent
 
 
+MOCK_ACCOUNT = "123456789012"
+MOCK_ZONES = tuple(f"mock-zone-{letter}" for letter in "abcdef")
+ZONES_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
+
+
+def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Stand-ins for outputs only AWS computes that other resources' inputs are built from.
+
+    Without them an IRSA trust policy or the EKS kubeconfig would be built from nothing; with
+    recognisable fakes the tests can assert those documents exactly.
+    """
+    if resource_type == "aws:eks/cluster:Cluster":
+        return {
+            "arn": f"arn:aws:eks:mock:{MOCK_ACCOUNT}:cluster/{inputs.get('name', name)}",
+            "endpoint": f"https://{name}.mock-eks.example",
+            "certificateAuthority": {"data": "bW9jay1jYQ=="},
+            "identities": [{"oidcs": [{"issuer": f"https://oidc.mock-eks.example/id/{name}"}]}],
+        }
+    if resource_type == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+        url = str(inputs.get("url", "")).removeprefix("https://")
+        return {"arn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/{url}"}
+    if resource_type == "aws:iam/role:Role":
+        return {"arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/{name}"}
+    if resource_type == "aws:kms/key:Key":
+        return {"arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{name}"}
+    if resource_type == "aws:ecr/repository:Repository":
+        return {"repositoryUrl": f"{MOCK_ACCOUNT}.dkr.ecr.mock.amazonaws.com/{inputs.get('name', name)}"}
+    return {}
+
+
 class _EchoMocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as state and get a stable id; invokes return nothing."""
+    """Resources echo their inputs as state (plus ``computed_outputs``) and get a stable id.
+
+    Invokes return nothing, except the availability zones (``MOCK_ZONES``) a VPC is spread over.
+    """
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        state = dict(args.inputs)
+        state = {**computed_outputs(args.typ, args.name, args.inputs), **dict(args.inputs)}
         if args.typ == DYNAMIC_RESOURCE and state.get("kind") == GENERATED_KIND:
             # Dynamic providers do not run under mocks; a recognisable stand-in lets tests prove
             # that generated values never leak into plain values, ConfigMaps or outputs.
@@ -97,6 +130,8 @@ class _EchoMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == ZONES_INVOKE:
+            return {"names": list(MOCK_ZONES), "zoneIds": [f"mock-az{i}" for i in range(len(MOCK_ZONES))]}, []
         return {}, None
 
 

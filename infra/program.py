@@ -8,6 +8,12 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from infra.components.aws import cluster_name
+from infra.components.aws.ecr import Ecr, EcrArgs, repository_names
+from infra.components.aws.eks import EksCluster, EksClusterArgs
+from infra.components.aws.irsa import Irsa, IrsaArgs, workload_accesses
+from infra.components.aws.network import Network, NetworkArgs
+from infra.components.aws.node_groups import EksNodeGroups, NodeGroupsArgs
 from infra.components.dask import DaskCluster, DaskClusterArgs, scheduler_address
 from infra.components.dask import dashboard_url as dask_dashboard
 from infra.components.jupyterhub import (
@@ -34,9 +40,9 @@ from infra.components.ray import RayCluster, RayClusterArgs
 from infra.components.ray import client_address as ray_client_address
 from infra.components.ray import dashboard_url as ray_dashboard
 from infra.components.tenancy import Tenancy, TenancyArgs
-from infra.config import StackConfig, StackConfigError, parse_raw_config
-from infra.images import image_ref
-from infra.providers import aws_provider, aws_tags, kubernetes_provider
+from infra.config import AwsSettings, StackConfig, StackConfigError, parse_raw_config
+from infra.images import deployed_images, image_ref
+from infra.providers import aws_provider, aws_tags, eks_kubernetes_provider, kubernetes_provider
 from infra.scope import Scope
 
 
@@ -65,13 +71,20 @@ def main() -> None:
 
 def deploy(cfg: StackConfig) -> None:
     scope = Scope.of(cfg)
-    providers: dict[str, pulumi.ProviderResource] = {"kubernetes": kubernetes_provider()}
+    providers: dict[str, pulumi.ProviderResource] = {}
     # The config model refuses kind s3 or rds without an aws section, so these are set when read.
     region, tags = "", {}
+    eks: EksCluster | None = None
+    nodes: list[pulumi.Resource] = []
     if cfg.aws is not None:
         # One AWS provider for the whole stack: every AWS resource shares its region and default tags.
         region, tags = cfg.aws.region, aws_tags(cfg.aws, environment=cfg.environment, stack=pulumi.get_stack())
         providers["aws"] = aws_provider(region, tags)
+        eks, nodes = deploy_aws_platform(cfg, cfg.aws, providers, tags)
+    # On EKS every Kubernetes object goes to the cluster this program creates, never the ambient one.
+    providers["kubernetes"] = (
+        eks_kubernetes_provider(eks.kubeconfig, nodes) if eks is not None else kubernetes_provider()
+    )
     tenancy = Tenancy("tenancy", TenancyArgs(scope=scope), opts=pulumi.ResourceOptions(providers=providers))
     # Services go into the namespace only once its baseline (default-deny, limits) is in place.
     service_opts = pulumi.ResourceOptions(providers=providers, depends_on=[tenancy])
@@ -179,6 +192,8 @@ def deploy(cfg: StackConfig) -> None:
             ),
         )
         pulumi.export("jupyterhub_url", jupyterhub.url)
+    if eks is not None and store.kind == "s3":
+        deploy_irsa(cfg, eks, region, tags, providers)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
     pulumi.export("object_store_endpoint", object_store.endpoint)
@@ -192,6 +207,90 @@ def deploy(cfg: StackConfig) -> None:
     if mlflow is not None:
         pulumi.export("mlflow_tracking_uri", mlflow.tracking_uri)
         pulumi.export("mlflow_auth_secret", mlflow.auth_secret)
+
+
+def deploy_aws_platform(
+    cfg: StackConfig, aws_cfg: AwsSettings, providers: dict[str, pulumi.ProviderResource], tags: dict[str, str]
+) -> tuple[EksCluster | None, list[pulumi.Resource]]:
+    """ECR, and on EKS stacks the VPC, the cluster and its node groups.
+
+    Returns the cluster, if any, and what its Kubernetes provider must wait for (the node groups).
+    """
+    opts = pulumi.ResourceOptions(providers=providers)
+    if aws_cfg.ecr is not None:
+        ecr = Ecr(
+            "ecr",
+            EcrArgs(
+                repositories=repository_names(cfg.images.registry, deployed_images(cfg)),
+                keep_last=aws_cfg.ecr.keep_last,
+                tags=tags,
+            ),
+            opts=opts,
+        )
+        pulumi.export("ecr_repository_urls", ecr.repository_urls)
+    # The config model requires aws.network with aws.eks (and refuses it without).
+    if aws_cfg.eks is None or aws_cfg.network is None:
+        return None, []
+    name = cluster_name(pulumi.get_stack())
+    network = Network(
+        "network", NetworkArgs(settings=aws_cfg.network, cluster_name=name, region=aws_cfg.region, tags=tags), opts=opts
+    )
+    eks = EksCluster(
+        "eks",
+        EksClusterArgs(
+            settings=aws_cfg.eks,
+            cluster_name=name,
+            region=aws_cfg.region,
+            subnet_ids=network.private_subnet_ids,
+            kms_key_arn=aws_cfg.kms_key_arn,
+            production=cfg.environment != "dev",
+            tags=tags,
+            protect=cfg.protect_stateful,
+        ),
+        opts=opts,
+    )
+    node_groups = EksNodeGroups(
+        "node-groups",
+        NodeGroupsArgs(
+            settings=aws_cfg.eks.node_groups,
+            cluster_name=eks.name,
+            subnet_ids=network.private_subnet_ids,
+            region=aws_cfg.region,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(providers=providers, depends_on=[eks.cluster]),
+    )
+    pulumi.export("vpc_id", network.vpc_id)
+    pulumi.export("eks_cluster_name", eks.name)
+    pulumi.export("eks_oidc_provider_arn", eks.oidc_provider_arn)
+    return eks, [node_groups]
+
+
+def deploy_irsa(
+    cfg: StackConfig, eks: EksCluster, region: str, tags: dict[str, str], providers: dict[str, pulumi.ProviderResource]
+) -> None:
+    """One IAM role per workload service account that reaches the S3 buckets (S3 stacks on EKS)."""
+    store = cfg.object_store
+    irsa = Irsa(
+        "irsa",
+        IrsaArgs(
+            accesses=workload_accesses(
+                store.buckets,
+                mlflow=cfg.mlflow.enabled,
+                notebooks=cfg.jupyterhub.enabled,
+                dask=cfg.dask.enabled,
+                ray=cfg.ray.enabled,
+            ),
+            namespace=cfg.namespace,
+            oidc_provider_arn=eks.oidc_provider_arn,
+            oidc_issuer=eks.oidc_issuer,
+            region=region,
+            bucket_kms_key_arn=store.s3.kms_key_arn,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(providers=providers),
+    )
+    pulumi.export("irsa_role_arns", irsa.role_arns)
 
 
 def deploy_compute(

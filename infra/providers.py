@@ -6,6 +6,9 @@ AWS provider (one region, one set of default tags) serves every AWS resource of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
@@ -13,8 +16,20 @@ from infra.config import PROJECT, AwsSettings
 
 
 def kubernetes_provider() -> k8s.Provider:
-    # The cluster comes from the ambient kubeconfig (KUBECONFIG or kubernetes:context).
+    # The cluster comes from the ambient kubeconfig (KUBECONFIG or kubernetes:context); stacks
+    # with aws.eks use eks_kubernetes_provider instead.
     return k8s.Provider("k8s", enable_server_side_apply=True)
+
+
+def eks_kubernetes_provider(kubeconfig: pulumi.Input[str], nodes: Sequence[pulumi.Resource]) -> k8s.Provider:
+    """The provider for a cluster the stack creates (``EksCluster.kubeconfig``).
+
+    It waits for the node groups, so every Kubernetes object (all use this provider) is created
+    once there are nodes to run on, instead of timing out on Pending pods while nodes still boot.
+    """
+    return k8s.Provider(
+        "k8s", kubeconfig=kubeconfig, enable_server_side_apply=True, opts=pulumi.ResourceOptions(depends_on=nodes)
+    )
 
 
 def aws_tags(aws_cfg: AwsSettings, *, environment: str, stack: str) -> dict[str, str]:

@@ -35,9 +35,14 @@ from infra.offline import REPO_ROOT, ProgramRun, config_text, load_stack_file, r
 pytestmark = pytest.mark.unit
 
 STACKS = REPO_ROOT / "tests" / "fixtures" / "stacks"
-# Together these take every branch of the program: MinIO + in-cluster Postgres, S3 + RDS, and a
-# protected multi-broker stack.
-BASES: tuple[Path, ...] = (REPO_ROOT / "Pulumi.dev.yaml", STACKS / "aws.happy.yaml", STACKS / "large.happy.yaml")
+# Together these take every branch of the program: MinIO + in-cluster Postgres, S3 + RDS, a
+# protected multi-broker stack, and S3 + RDS on an EKS cluster the stack creates (with ECR).
+BASES: tuple[Path, ...] = (
+    REPO_ROOT / "Pulumi.dev.yaml",
+    STACKS / "aws.happy.yaml",
+    STACKS / "large.happy.yaml",
+    STACKS / "aws-eks.happy.yaml",
+)
 
 Path_ = tuple[str | int, ...]
 
@@ -60,6 +65,13 @@ SAMPLES: dict[str, list[Any]] = {
     "kafka.topics[0].name": ["trades"],
     "kafka.tlsSecret": ["kafka-tls"],
     "aws.region": ["us-east-1"],
+    "aws.kmsKeyArn": ["arn:aws:kms:eu-west-1:123456789012:key/ffffffff-12ab-34cd-56ef-1234567890ab"],
+    "aws.network.cidr": ["10.30.0.0/16"],
+    "aws.eks.version": ["1.33"],
+    "aws.eks.endpointPublicAccessCidrs": [[], ["198.51.100.0/24"]],
+    "aws.eks.logging": [["api", "audit"]],
+    "aws.eks.nodeGroups.gpu.instanceTypes": [["g6.xlarge"]],
+    "instanceTypes": [["m7i.large"]],
     "mlflow.auth.adminUsername": ["root"],
     "mlflow.ingress.host": ["tracking.example.com"],
     "mlflow.ingress.tlsSecret": ["tracking-tls"],
@@ -249,8 +261,8 @@ def test_every_key_changes_what_is_deployed(path: Path_, annotation: Any, baseli
     for base, raw, cfg, before in baselines:
         stack = stack_name_of(base)
         present, current = _current(cfg, path)
-        if not present and any(isinstance(p, int) for p in path):
-            continue  # the base has no list item to change
+        if not present:
+            continue  # the base lacks the list item or optional block (aws.eks) that holds the key
         for value in candidates(path, annotation, current):
             changed = perturbed_config(raw, cfg, path, value)
             if changed is None:

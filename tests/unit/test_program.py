@@ -66,7 +66,7 @@ def test_aws_resources_share_one_provider_built_by_the_program(run: ProgramRun) 
         assert providers == [], "an AWS provider on a stack without AWS resources"
         return
     [provider] = providers
-    assert provider.parent.endswith("::pulumi:pulumi:Stack::qframe-research-aws"), (
+    assert provider.parent.endswith(f"::pulumi:pulumi:Stack::{PROJECT}-{run.stack}"), (
         "components must not build providers: they inherit the program's"
     )
     for resource in aws_resources:

@@ -1,0 +1,137 @@
+"""EKS managed node groups: ``system`` (on-demand), ``compute`` (tainted, spot allowed), optional ``gpu``.
+
+One node role serves every group, holding exactly the three AWS-managed policies a node needs: join
+the cluster, run the VPC CNI, pull images from ECR. ``compute`` carries a taint that only Dask/Ray
+workers and users' servers tolerate, so the platform's services stay on ``system``; ``gpu`` carries
+the NVIDIA taint the GPU profiles already tolerate (``NotebookGpu``/``RayGpu`` in infra/config.py)
+and the ``qframe.io/gpu`` label they select.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.aws import managed_policy_arn, service_trust_policy
+from infra.components.object_store.s3 import partition
+from infra.config import NodeGroups, NodeGroupSettings, instance_architecture
+
+NODE_POLICIES: tuple[str, ...] = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+)
+POOL_LABEL = "qframe.io/node-pool"
+COMPUTE_TAINT = {"key": "qframe.io/compute", "value": "true", "effect": "NO_SCHEDULE"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+GPU_LABEL = {"qframe.io/gpu": "true"}
+_AMI = {
+    ("x86_64", False): "AL2023_x86_64_STANDARD",
+    ("arm64", False): "AL2023_ARM_64_STANDARD",
+    ("x86_64", True): "AL2023_x86_64_NVIDIA",
+    ("arm64", True): "AL2023_ARM_64_NVIDIA",
+}
+_CAPACITY = {"spot": "SPOT", "on-demand": "ON_DEMAND"}
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Everything a node group's resource takes, apart from the cluster, role and subnets."""
+
+    name: str
+    instance_types: list[str]
+    capacity_type: str
+    ami_type: str
+    disk_size: int
+    scaling: dict[str, int]
+    labels: dict[str, str]
+    taints: list[dict[str, str]]
+
+
+def group_specs(groups: NodeGroups) -> list[GroupSpec]:
+    """The node groups to create, from config (pure)."""
+    specs = [
+        _spec("system", groups.system, "on-demand", gpu=False, taints=[]),
+        _spec("compute", groups.compute, groups.compute.capacity_type, gpu=False, taints=[COMPUTE_TAINT]),
+    ]
+    if groups.gpu is not None:
+        specs.append(_spec("gpu", groups.gpu, groups.gpu.capacity_type, gpu=True, taints=[GPU_TAINT]))
+    return specs
+
+
+def _spec(name: str, group: NodeGroupSettings, capacity: str, *, gpu: bool, taints: list[dict[str, str]]) -> GroupSpec:
+    labels = {**group.labels, POOL_LABEL: name, **(GPU_LABEL if gpu else {})}
+    return GroupSpec(
+        name=name,
+        instance_types=list(group.instance_types),
+        capacity_type=_CAPACITY[capacity],
+        ami_type=_AMI[(instance_architecture(group.instance_types[0]), gpu)],
+        disk_size=group.disk_size_gb,
+        scaling={"min_size": group.min_size, "desired_size": group.desired_size, "max_size": group.max_size},
+        labels=labels,
+        taints=[dict(t) for t in taints],
+    )
+
+
+@dataclass
+class NodeGroupsArgs:
+    settings: NodeGroups
+    cluster_name: pulumi.Input[str]
+    """The cluster's ``name`` output: every group waits for the cluster."""
+    subnet_ids: Sequence[pulumi.Input[str]]
+    region: str
+    tags: Mapping[str, str]
+
+
+class EksNodeGroups(pulumi.ComponentResource):
+    """The node role and one managed node group per configured group."""
+
+    groups: dict[str, aws.eks.NodeGroup]
+
+    def __init__(self, name: str, args: NodeGroupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("qframe:aws:NodeGroups", name, None, opts)
+        tags = dict(args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            description="EKS managed nodes",
+            assume_role_policy=json.dumps(service_trust_policy("ec2.amazonaws.com")),
+            tags=tags,
+            opts=child,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-role-{policy}",
+                role=role.name,
+                policy_arn=managed_policy_arn(partition(args.region), policy),
+                opts=child,
+            )
+            for policy in NODE_POLICIES
+        ]
+        self.groups = {}
+        for spec in group_specs(args.settings):
+            self.groups[spec.name] = aws.eks.NodeGroup(
+                f"{name}-{spec.name}",
+                cluster_name=args.cluster_name,
+                node_group_name=spec.name,
+                node_role_arn=role.arn,
+                subnet_ids=list(args.subnet_ids),
+                instance_types=spec.instance_types,
+                capacity_type=spec.capacity_type,
+                ami_type=spec.ami_type,
+                disk_size=spec.disk_size,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(**spec.scaling),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                labels=spec.labels,
+                taints=[aws.eks.NodeGroupTaintArgs(**taint) for taint in spec.taints],
+                tags={**tags, POOL_LABEL: spec.name},
+                # Nodes without the policies never join; the autoscaler owns the size after creation.
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]
+                ),
+            )
+        self.register_outputs({"groups": {key: group.arn for key, group in self.groups.items()}})
