@@ -145,6 +145,9 @@ def test_grid_backtest_tear_sheet_is_the_best_combination(runner: CliRunner, bar
     assert sim.metrics["sharpe"] == pytest.approx(best["sharpe"], rel=1e-12)
     summary = pd.read_csv(out / "summary.csv")
     assert summary.loc[0, "best_sharpe"] == pytest.approx(best["sharpe"], rel=1e-9)
+    # the sheet's title names the symbol and the file it came from, and the chosen parameters
+    title = f"ma_crossover on AAA (bars.parquet): best by sharpe fast={int(best['param_fast'])}, "
+    assert title in (out / "tear_sheets" / "ma_crossover.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

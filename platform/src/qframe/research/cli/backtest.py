@@ -276,6 +276,7 @@ def backtest(
                 tracker=tracker,
                 sweep_name="-".join(strategy),
                 checkpoint_storage=storage,
+                source=data or (file.name if file is not None else None),  # named in the tear sheets' titles
             )
         print_report(report, tracking_uri=settings.resolved_tracking_uri if track else None)
 
