@@ -309,6 +309,7 @@ def deploy_compute(
         object_store_endpoint=minio_endpoint_url(cfg.namespace) if store.kind == "minio" else None,
         mlflow=cfg.mlflow.enabled,
         postgres_in_cluster=cfg.postgres.kind == "in-cluster",
+        compute_nodes=cfg.aws is not None and cfg.aws.eks is not None,
     )
     opts = pulumi.ResourceOptions(providers=providers, depends_on=services[:1])
     addresses = ComputeAddresses()

@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 
 from infra.components.operators import base
-from infra.components.operators.platform_env import ComputePlatform, client_labels, env
+from infra.components.operators.platform_env import ComputePlatform, client_labels, compute_placement, env
 from infra.config import RaySettings, RayWorkerGroup
 from infra.images import ImageRef
 from infra.scope import Scope
@@ -96,7 +96,9 @@ def _worker_group(group: RayWorkerGroup, scope: Scope, image: ImageRef, platform
         "qframe.io/ray-group": group.name,
     }
     extra: dict[str, Any] = {"automountServiceAccountToken": False}
-    if gpu is not None:
+    if gpu is None:
+        extra.update(compute_placement(platform))
+    else:
         extra["nodeSelector"] = dict(gpu.node_selector)
         extra["tolerations"] = [{"key": gpu.toleration_key, "operator": "Exists", "effect": "NoSchedule"}]
     return {

@@ -560,3 +560,59 @@ def test_repository_names_follow_the_registry_prefix() -> None:
 def test_deployed_images_follow_the_components() -> None:
     cfg = StackConfig.model_validate({"dask": {"installOperator": False}, "jupyterhub": {"enabled": False}})
     assert deployed_images(cfg) == ["minio", "postgres", "kafka", "tools", "mlflow", "worker", "kuberay_operator"]
+
+
+# --- placement on the compute nodes -----------------------------------------------------------------
+
+
+def _tolerating(run: ProgramRun, key: str) -> list[str]:
+    """``<resource>:<path>`` of every pod spec in the run that tolerates the taint ``key``."""
+    found: list[str] = []
+
+    def walk(node: Any, path: str, resource: str) -> None:
+        if isinstance(node, dict):
+            tolerations = node.get("tolerations")
+            if isinstance(tolerations, list) and any(t.get("key") == key for t in tolerations):
+                found.append(f"{resource}:{path}")
+            for child_key, value in node.items():
+                walk(value, f"{path}.{child_key}", resource)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]", resource)
+
+    for resource in run.resources:
+        if resource.type.startswith("kubernetes:"):
+            walk(resource.inputs, "", resource.name)
+    return sorted(found)
+
+
+def test_only_dask_and_ray_workers_tolerate_the_compute_taint(aws_run: ProgramRun) -> None:
+    assert _tolerating(aws_run, "qframe.io/compute") == [
+        "dask-cluster:.spec.worker.spec",
+        "ray-cluster:.spec.workerGroupSpecs[0].template.spec",
+    ]
+    worker = aws_run.one("kubernetes:kubernetes.dask.org/v1:DaskCluster").inputs["spec"]["worker"]["spec"]
+    [preference] = worker["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preference["preference"] == {
+        "matchExpressions": [{"key": "qframe.io/node-pool", "operator": "In", "values": ["compute"]}]
+    }
+    assert worker["tolerations"] == [
+        {"key": "qframe.io/compute", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    ]
+
+
+def test_gpu_ray_groups_go_to_gpu_nodes_not_compute_nodes() -> None:
+    groups = [
+        {"name": "cpu", "minReplicas": 0, "maxReplicas": 2},
+        {"name": "gpu", "minReplicas": 0, "maxReplicas": 1, "gpu": {"count": 1}},
+    ]
+    run = run_program(EKS_FIXTURE, overrides={"ray": {"workerGroups": groups}})
+    spec = run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
+    gpu_group = spec["workerGroupSpecs"][1]["template"]["spec"]
+    assert [t["key"] for t in gpu_group["tolerations"]] == ["nvidia.com/gpu"]
+    assert "affinity" not in gpu_group
+
+
+def test_off_eks_nothing_tolerates_the_compute_taint() -> None:
+    for path in (REPO_ROOT / "Pulumi.dev.yaml", REPO_ROOT / "tests" / "fixtures" / "stacks" / "aws.happy.yaml"):
+        assert _tolerating(run_program(path), "qframe.io/compute") == []

@@ -14,6 +14,10 @@ import pulumi
 from infra.config import PROJECT
 
 IAM_VERSION = "2012-10-17"
+# Node-group placement, shared by the node groups (label, taint) and the pods that may use them.
+POOL_LABEL = "qframe.io/node-pool"
+COMPUTE_POOL = "compute"
+COMPUTE_TAINT_KEY = "qframe.io/compute"
 
 
 def cluster_name(stack: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws import managed_policy_arn, service_trust_policy
+from infra.components.aws import COMPUTE_POOL, COMPUTE_TAINT_KEY, POOL_LABEL, managed_policy_arn, service_trust_policy
 from infra.components.object_store.s3 import partition
 from infra.config import NodeGroups, NodeGroupSettings, instance_architecture
 
@@ -25,8 +25,7 @@ NODE_POLICIES: tuple[str, ...] = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
 )
-POOL_LABEL = "qframe.io/node-pool"
-COMPUTE_TAINT = {"key": "qframe.io/compute", "value": "true", "effect": "NO_SCHEDULE"}
+COMPUTE_TAINT = {"key": COMPUTE_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 GPU_LABEL = {"qframe.io/gpu": "true"}
 _AMI = {
@@ -56,7 +55,7 @@ def group_specs(groups: NodeGroups) -> list[GroupSpec]:
     """The node groups to create, from config (pure)."""
     specs = [
         _spec("system", groups.system, "on-demand", gpu=False, taints=[]),
-        _spec("compute", groups.compute, groups.compute.capacity_type, gpu=False, taints=[COMPUTE_TAINT]),
+        _spec(COMPUTE_POOL, groups.compute, groups.compute.capacity_type, gpu=False, taints=[COMPUTE_TAINT]),
     ]
     if groups.gpu is not None:
         specs.append(_spec("gpu", groups.gpu, groups.gpu.capacity_type, gpu=True, taints=[GPU_TAINT]))

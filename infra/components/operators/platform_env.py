@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infra.components.aws import COMPUTE_POOL, COMPUTE_TAINT_KEY, POOL_LABEL
 from infra.components.mlflow import CLIENT_ENV as MLFLOW_CLIENT_ENV
 from infra.components.mlflow import CLIENT_LABEL as MLFLOW_CLIENT_LABEL
 from infra.components.mlflow import tracking_uri as mlflow_tracking_uri
@@ -31,6 +32,8 @@ class ComputePlatform:
     """The in-cluster S3 endpoint; ``None`` on AWS S3 (IAM role, SDK default endpoint)."""
     mlflow: bool
     postgres_in_cluster: bool
+    compute_nodes: bool = False
+    """The cluster has the tainted ``compute`` node group (aws.eks): workers tolerate it and prefer it."""
 
 
 def env(platform: ComputePlatform) -> list[dict[str, Any]]:
@@ -54,6 +57,31 @@ def env(platform: ComputePlatform) -> list[dict[str, Any]]:
         out.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow_tracking_uri(platform.namespace)})
         out += [{"name": key, "value": value} for key, value in MLFLOW_CLIENT_ENV.items()]
     return out
+
+
+def compute_placement(platform: ComputePlatform) -> dict[str, Any]:
+    """Pod spec fields that let a worker onto the compute nodes and prefer them; none off EKS.
+
+    Preferred, not required: the group may be scaled to zero, and a worker on a system node beats
+    a Pending one.
+    """
+    if not platform.compute_nodes:
+        return {}
+    return {
+        "tolerations": [{"key": COMPUTE_TAINT_KEY, "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "preference": {
+                            "matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": [COMPUTE_POOL]}]
+                        },
+                    }
+                ]
+            }
+        },
+    }
 
 
 def client_labels(platform: ComputePlatform) -> dict[str, str]:
