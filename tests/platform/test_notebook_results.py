@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from qframe.research.backtesting.analytics import AdvancedPerformanceAnalyzer, PerformanceAnalysis
 from qframe.research.backtesting.engine import run_backtest_sync
@@ -123,7 +124,6 @@ def test_analysis_html_tables_hold_the_metrics(analysis: PerformanceAnalysis) ->
 
 
 def test_results_plot_is_a_plotly_figure_of_every_combination(grid_results: BacktestResults) -> None:
-    go = pytest.importorskip("plotly.graph_objects", reason="plotly is installed with the notebook image")
     fig = grid_results.plot()
     assert isinstance(fig, go.Figure)
     assert fig.layout.title.text.startswith("sharpe against total return of every parameter combination")
@@ -139,7 +139,6 @@ def test_results_plot_is_a_plotly_figure_of_every_combination(grid_results: Back
 
 
 def test_walk_forward_plot_pairs_in_and_out_of_sample_per_split(walk_forward_results: BacktestResults) -> None:
-    go = pytest.importorskip("plotly.graph_objects", reason="plotly is installed with the notebook image")
     fig = walk_forward_results.plot()
     assert isinstance(fig, go.Figure)
     assert [trace.name for trace in fig.data] == [
@@ -154,7 +153,6 @@ def test_walk_forward_plot_pairs_in_and_out_of_sample_per_split(walk_forward_res
 
 
 def test_analysis_plot_draws_the_analysed_returns(analysis: PerformanceAnalysis) -> None:
-    go = pytest.importorskip("plotly.graph_objects", reason="plotly is installed with the notebook image")
     fig = analysis.plot()
     assert isinstance(fig, go.Figure)
     assert [trace.name for trace in fig.data] == ["cumulative return", "drawdown", "rolling Sharpe"]
