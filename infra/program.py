@@ -163,7 +163,11 @@ def deploy(cfg: StackConfig) -> None:
         ),
         opts=service_opts,
     )
-    compute = deploy_compute(cfg, providers, [tenancy, postgres, object_store, *([mlflow] if mlflow else [])])
+    services: list[pulumi.Resource] = [tenancy, postgres, object_store, *([mlflow] if mlflow else [])]
+    if eks is not None and store.kind == "s3":
+        # Before the workers: their pods run as the service accounts this creates.
+        services.append(deploy_irsa(cfg, eks, namespace=namespace, region=region, tags=tags, providers=providers))
+    compute = deploy_compute(cfg, providers, services)
     if cfg.jupyterhub.enabled:
         minio = store.kind == "minio"
         jupyterhub = JupyterHub(
@@ -192,8 +196,6 @@ def deploy(cfg: StackConfig) -> None:
             ),
         )
         pulumi.export("jupyterhub_url", jupyterhub.url)
-    if eks is not None and store.kind == "s3":
-        deploy_irsa(cfg, eks, region, tags, providers)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
     pulumi.export("object_store_endpoint", object_store.endpoint)
@@ -267,8 +269,14 @@ def deploy_aws_platform(
 
 
 def deploy_irsa(
-    cfg: StackConfig, eks: EksCluster, region: str, tags: dict[str, str], providers: dict[str, pulumi.ProviderResource]
-) -> None:
+    cfg: StackConfig,
+    eks: EksCluster,
+    *,
+    namespace: pulumi.Input[str],
+    region: str,
+    tags: dict[str, str],
+    providers: dict[str, pulumi.ProviderResource],
+) -> Irsa:
     """One IAM role per workload service account that reaches the S3 buckets (S3 stacks on EKS)."""
     store = cfg.object_store
     irsa = Irsa(
@@ -287,10 +295,13 @@ def deploy_irsa(
             region=region,
             bucket_kms_key_arn=store.s3.kms_key_arn,
             tags=tags,
+            scope=Scope.of(cfg),
+            namespace_ref=namespace,
         ),
         opts=pulumi.ResourceOptions(providers=providers),
     )
     pulumi.export("irsa_role_arns", irsa.role_arns)
+    return irsa
 
 
 def deploy_compute(
@@ -310,6 +321,7 @@ def deploy_compute(
         mlflow=cfg.mlflow.enabled,
         postgres_in_cluster=cfg.postgres.kind == "in-cluster",
         compute_nodes=cfg.aws is not None and cfg.aws.eks is not None,
+        workload_identity=cfg.aws is not None and cfg.aws.eks is not None and store.kind == "s3",
     )
     opts = pulumi.ResourceOptions(providers=providers, depends_on=services[:1])
     addresses = ComputeAddresses()

@@ -14,10 +14,17 @@ from typing import Any
 
 import pulumi
 
+from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT
 from infra.components.operators import base
 from infra.components.operators.dask import CLUSTER_LABEL, DASHBOARD_PORT, SCHEDULER_PORT
 from infra.components.operators.dask import selector_labels as operator_selector
-from infra.components.operators.platform_env import ComputePlatform, client_labels, compute_placement, env
+from infra.components.operators.platform_env import (
+    ComputePlatform,
+    client_labels,
+    compute_placement,
+    env,
+    worker_identity,
+)
 from infra.config import DaskSettings
 from infra.images import ImageRef
 from infra.quantities import parse_quantity
@@ -148,7 +155,14 @@ def build_cluster(scope: Scope, settings: DaskSettings, image: ImageRef, platfor
         "kind": "DaskCluster",
         "metadata": {"name": CLUSTER, "namespace": scope.namespace, "labels": _cluster_labels(scope, platform)},
         "spec": {
-            "worker": {"replicas": settings.min_workers, "spec": {**_pod_spec(worker), **compute_placement(platform)}},
+            "worker": {
+                "replicas": settings.min_workers,
+                "spec": {
+                    **_pod_spec(worker),
+                    **compute_placement(platform),
+                    **worker_identity(platform, DASK_WORKERS_SERVICE_ACCOUNT),
+                },
+            },
             "scheduler": {
                 "spec": _pod_spec(scheduler),
                 "service": {

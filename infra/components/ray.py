@@ -18,8 +18,15 @@ from typing import Any
 
 import pulumi
 
+from infra.components.aws import RAY_WORKERS_SERVICE_ACCOUNT
 from infra.components.operators import base
-from infra.components.operators.platform_env import ComputePlatform, client_labels, compute_placement, env
+from infra.components.operators.platform_env import (
+    ComputePlatform,
+    client_labels,
+    compute_placement,
+    env,
+    worker_identity,
+)
 from infra.config import RaySettings, RayWorkerGroup
 from infra.images import ImageRef
 from infra.scope import Scope
@@ -95,7 +102,10 @@ def _worker_group(group: RayWorkerGroup, scope: Scope, image: ImageRef, platform
         **client_labels(platform),
         "qframe.io/ray-group": group.name,
     }
-    extra: dict[str, Any] = {"automountServiceAccountToken": False}
+    extra: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        **worker_identity(platform, RAY_WORKERS_SERVICE_ACCOUNT),
+    }
     if gpu is None:
         extra.update(compute_placement(platform))
     else:

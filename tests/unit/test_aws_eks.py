@@ -16,13 +16,18 @@ from typing import Any
 
 import pytest
 
+from infra.components import dask, ray
 from infra.components.aws.ecr import lifecycle_policy, repository_names
 from infra.components.aws.eks import kubeconfig, vpc_config
 from infra.components.aws.irsa import WorkloadAccess, permission_policy, trust_policy
 from infra.components.aws.network import subnet_plan
-from infra.config import NotebookGpu, RayGpu, StackConfig, parse_raw_config
-from infra.images import deployed_images
+from infra.components.operators.platform_env import ComputePlatform
+from infra.config import DaskSettings, NotebookGpu, RayGpu, RaySettings, StackConfig, parse_raw_config
+from infra.images import deployed_images, image_ref
 from infra.offline import MOCK_ACCOUNT, MOCK_ZONES, REPO_ROOT, ProgramRun, load_stack_file, run_program
+from infra.scope import Scope
+from tests.harness.operator_crs import cr_schema_errors, pods_as_workloads
+from tests.harness.security import violations
 
 pytestmark = pytest.mark.unit
 
@@ -147,7 +152,11 @@ def test_eks_adds_aws_resources_only_the_kubernetes_objects_are_the_same(aws_run
     def kubernetes(run: ProgramRun) -> list[str]:
         return sorted(f"{r.type}::{r.name}" for r in run.resources if r.type.startswith("kubernetes:"))
 
-    assert kubernetes(aws_run) == kubernetes(plain)
+    irsa_accounts = [
+        "kubernetes:core/v1:ServiceAccount::irsa-dask-workers-account",
+        "kubernetes:core/v1:ServiceAccount::irsa-ray-workers-account",
+    ]
+    assert kubernetes(aws_run) == sorted(kubernetes(plain) + irsa_accounts)
     assert not plain.of_type(CLUSTER_TYPE)
     assert [p.name for p in plain.of_type("pulumi:providers:kubernetes")] == ["k8s"]
     assert "kubeconfig" not in plain.one("pulumi:providers:kubernetes").inputs
@@ -616,3 +625,65 @@ def test_gpu_ray_groups_go_to_gpu_nodes_not_compute_nodes() -> None:
 def test_off_eks_nothing_tolerates_the_compute_taint() -> None:
     for path in (REPO_ROOT / "Pulumi.dev.yaml", REPO_ROOT / "tests" / "fixtures" / "stacks" / "aws.happy.yaml"):
         assert _tolerating(run_program(path), "qframe.io/compute") == []
+
+
+# --- workers run as their IRSA service accounts -------------------------------------------------------
+
+
+def test_irsa_service_accounts_carry_their_role(aws_run: ProgramRun) -> None:
+    accounts = {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in aws_run.of_type("kubernetes:core/v1:ServiceAccount")
+        if r.name.startswith("irsa-")
+    }
+    assert sorted(accounts) == ["dask-workers", "ray-workers"]
+    for name, account in accounts.items():
+        assert account["metadata"]["namespace"] == NAMESPACE
+        assert account["metadata"]["annotations"] == {
+            "eks.amazonaws.com/role-arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/irsa-{name}"
+        }
+        assert account["automountServiceAccountToken"] is False
+        assert account["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+def test_workers_run_as_their_irsa_accounts(aws_run: ProgramRun) -> None:
+    dask_spec = aws_run.one("kubernetes:kubernetes.dask.org/v1:DaskCluster").inputs["spec"]
+    assert dask_spec["worker"]["spec"]["serviceAccountName"] == "dask-workers"
+    assert "serviceAccountName" not in dask_spec["scheduler"]["spec"]
+    ray_spec = aws_run.one("kubernetes:ray.io/v1:RayCluster").inputs["spec"]
+    for group in ray_spec["workerGroupSpecs"]:
+        assert group["template"]["spec"]["serviceAccountName"] == "ray-workers"
+        assert group["template"]["spec"]["automountServiceAccountToken"] is False
+    # The clusters wait for the accounts their pods name.
+    accounts = {r.urn for r in aws_run.of_type("kubernetes:core/v1:ServiceAccount") if r.name.startswith("irsa-")}
+    for component in ("kubernetes:kubernetes.dask.org/v1:DaskCluster", "kubernetes:ray.io/v1:RayCluster"):
+        assert accounts <= set(aws_run.one(component).depends_on), component
+
+
+def test_worker_specs_with_placement_and_identity_match_the_crds_and_security_rules() -> None:
+    platform = ComputePlatform(
+        namespace=NAMESPACE,
+        lake_bucket=LAKE,
+        object_store_endpoint=None,
+        mlflow=True,
+        postgres_in_cluster=False,
+        compute_nodes=True,
+        workload_identity=True,
+    )
+    scope = Scope(namespace=NAMESPACE)
+    worker = image_ref(StackConfig().images, "worker")
+    for cluster in (
+        dask.build_cluster(scope, DaskSettings(), worker, platform),
+        ray.build_cluster(scope, RaySettings(), worker, platform),
+    ):
+        assert cr_schema_errors(cluster) == []
+        assert [v for pod in pods_as_workloads(cluster) for v in violations(pod)] == []
+
+
+def test_no_worker_identity_without_s3_or_off_eks() -> None:
+    minio = run_program(AWS_STACK, overrides={"objectStore": {"kind": "minio"}, "postgres": {"kind": "in-cluster"}})
+    plain = run_program(REPO_ROOT / "tests" / "fixtures" / "stacks" / "aws.happy.yaml")
+    for run in (minio, plain):
+        spec = run.one("kubernetes:kubernetes.dask.org/v1:DaskCluster").inputs["spec"]
+        assert "serviceAccountName" not in spec["worker"]["spec"]
+        assert not [r for r in run.of_type("kubernetes:core/v1:ServiceAccount") if r.name.startswith("irsa-")]

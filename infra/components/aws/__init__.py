@@ -18,6 +18,9 @@ IAM_VERSION = "2012-10-17"
 POOL_LABEL = "qframe.io/node-pool"
 COMPUTE_POOL = "compute"
 COMPUTE_TAINT_KEY = "qframe.io/compute"
+# The IRSA service accounts the compute workers run as (infra/components/aws/irsa.py creates them).
+DASK_WORKERS_SERVICE_ACCOUNT = "dask-workers"
+RAY_WORKERS_SERVICE_ACCOUNT = "ray-workers"
 
 
 def cluster_name(stack: str) -> str:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
-from infra.components.aws import IAM_VERSION
+from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT, IAM_VERSION, RAY_WORKERS_SERVICE_ACCOUNT
 from infra.components.aws.eks import STS_AUDIENCE
 from infra.components.object_store.s3 import bucket_arn
 from infra.config import Buckets
+from infra.scope import Scope
 
 OBJECT_ACTIONS: tuple[str, ...] = (
     "s3:GetObject",
@@ -30,6 +32,10 @@ OBJECT_ACTIONS: tuple[str, ...] = (
 )
 # SSE-KMS: GenerateDataKey to write an object, Decrypt to read one.
 KMS_ACTIONS: tuple[str, ...] = ("kms:Decrypt", "kms:GenerateDataKey")
+# The workloads whose pods run as their IRSA service account today; this component creates those
+# accounts. The others' roles wait for their charts to name an account (the trust is already exact).
+POD_SERVICE_ACCOUNTS: frozenset[str] = frozenset({DASK_WORKERS_SERVICE_ACCOUNT, RAY_WORKERS_SERVICE_ACCOUNT})
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
 # Where ingestion writes in the data lake (the platform's lake layout, qframe.research DATASETS_DIR).
 DATASETS_PREFIX = "datasets/"
 
@@ -55,9 +61,9 @@ def workload_accesses(
     if notebooks:
         found.append(WorkloadAccess("notebooks", "notebooks", lake, ""))
     if dask:
-        found.append(WorkloadAccess("dask-workers", "dask-workers", lake, ""))
+        found.append(WorkloadAccess("dask-workers", DASK_WORKERS_SERVICE_ACCOUNT, lake, ""))
     if ray:
-        found.append(WorkloadAccess("ray-workers", "ray-workers", lake, ""))
+        found.append(WorkloadAccess("ray-workers", RAY_WORKERS_SERVICE_ACCOUNT, lake, ""))
     return found
 
 
@@ -113,6 +119,9 @@ class IrsaArgs:
     bucket_kms_key_arn: str | None
     """``objectStore.s3.kmsKeyArn``: the key the buckets are encrypted with, if any."""
     tags: Mapping[str, str]
+    scope: Scope
+    namespace_ref: pulumi.Input[str]
+    """The Tenancy's namespace output: the service accounts wait for the namespace."""
 
 
 class Irsa(pulumi.ComponentResource):
@@ -142,6 +151,20 @@ class Irsa(pulumi.ComponentResource):
                 opts=child,
             )
             arns[access.workload] = role.arn
+            if access.service_account in POD_SERVICE_ACCOUNTS:
+                # The EKS pod identity webhook gives pods of this account the role's web identity
+                # token (a projected volume of its own: the API token stays unmounted).
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-{access.workload}-account",
+                    metadata={
+                        "name": access.service_account,
+                        "namespace": args.namespace_ref,
+                        "labels": args.scope.object_labels(access.workload, component="identity"),
+                        "annotations": {ROLE_ARN_ANNOTATION: role.arn},
+                    },
+                    automount_service_account_token=False,
+                    opts=child,
+                )
         self.role_arns = pulumi.Output.all(**arns) if arns else pulumi.Output.from_input({})
         self.register_outputs({"role_arns": self.role_arns})
 

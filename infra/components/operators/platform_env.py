@@ -34,6 +34,8 @@ class ComputePlatform:
     postgres_in_cluster: bool
     compute_nodes: bool = False
     """The cluster has the tainted ``compute`` node group (aws.eks): workers tolerate it and prefer it."""
+    workload_identity: bool = False
+    """EKS with S3: workers run as their IRSA service accounts (infra/components/aws/irsa.py)."""
 
 
 def env(platform: ComputePlatform) -> list[dict[str, Any]]:
@@ -57,6 +59,11 @@ def env(platform: ComputePlatform) -> list[dict[str, Any]]:
         out.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow_tracking_uri(platform.namespace)})
         out += [{"name": key, "value": value} for key, value in MLFLOW_CLIENT_ENV.items()]
     return out
+
+
+def worker_identity(platform: ComputePlatform, service_account: str) -> dict[str, Any]:
+    """``serviceAccountName`` of a worker pod when the stack gives workers an IAM role; none otherwise."""
+    return {"serviceAccountName": service_account} if platform.workload_identity else {}
 
 
 def compute_placement(platform: ComputePlatform) -> dict[str, Any]:
