@@ -56,12 +56,29 @@ class RecordedHelm:
         return found
 
 
+def slim(answer: Any) -> Any:
+    """An API answer without what no qframe-ops command reads and what makes a recording megabytes:
+    every object's ``managedFields`` and the CRDs' OpenAPI schemas (doctor only asks which are served).
+    On a real node the CRD list alone was 5 MB of the doctor recording."""
+    if isinstance(answer, list):
+        return [slim(item) for item in answer]
+    if not isinstance(answer, dict):
+        return answer
+    out = {key: slim(value) for key, value in answer.items() if key != "managedFields"}
+    spec = out.get("spec")
+    # A CRD by shape: list answers carry no kind on their items.
+    if isinstance(spec, dict) and {"group", "names", "versions"} <= spec.keys():
+        for version in spec["versions"] or []:
+            version.pop("schema", None)
+    return out
+
+
 def save_recording(
     path: Path, apis: Sequence[RecordingKubeApi], helms: Sequence[RecordingHelm], argv: Sequence[str]
 ) -> None:
     kube: dict[str, Any] = {}
     for api in apis:
-        kube.update(api.responses)
+        kube.update(slim(api.responses))
     helm: dict[str, Any] = {}
     for one in helms:
         helm.update(one.responses)
