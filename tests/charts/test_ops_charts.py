@@ -19,7 +19,7 @@ from infra.offline import REPO_ROOT, run_program
 from infra.ops import cli
 from infra.ops.helm import Helm
 from infra.ops.stack import stack_releases
-from tests.harness.ops_fakes import load_recording
+from tests.harness.ops_fakes import load_recording, stack_as_recorded
 from tests.harness.program_objects import HELM_RELEASE, expand_release
 from tests.harness.security import CLUSTER_SCOPED_KINDS
 from tests.harness.stacks import happy_stack_files
@@ -115,11 +115,14 @@ def test_cli_unknown_release_is_one_line_exit_2() -> None:
     assert "kafka" in result.stderr
 
 
-def test_diff_against_recorded_live_objects_shows_exactly_the_edited_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diff_against_recorded_live_objects_shows_exactly_the_edited_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The e2e run edited the stack's LimitRange live and recorded every object the diff read."""
     api, _, argv = load_recording("diff-limitrange-edited")
     monkeypatch.setattr(cli, "make_kube_api", lambda context: api)
-    result = CliRunner().invoke(cli.app, argv)
+    stack = stack_as_recorded("diff-limitrange-edited", "dev", tmp_path)
+    result = CliRunner().invoke(cli.app, [*argv, "--stack", str(stack)])
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)
     assert [(r["release"], r["object"], r["state"]) for r in document["items"]] == [

@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic.alias_generators import to_camel
+
+from infra.config import PROJECT, ImageTags
+from infra.image_tags import IMAGE_TAGS
+from infra.offline import REPO_ROOT
 from infra.ops.errors import OpsError
 from infra.ops.kube import RecordedKubeApi, RecordingKubeApi
 
@@ -83,8 +89,23 @@ def save_recording(
     for one in helms:
         helm.update(one.responses)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"argv": list(argv), "kube": kube, "helm": helm}
+    # The images the cluster ran: every platform change re-tags the notebook image, which the hub's
+    # config names, so a replay renders with these (stack_as_recorded) rather than today's tags.
+    document = {"argv": list(argv), "kube": kube, "helm": helm, "image_tags": dict(IMAGE_TAGS)}
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def stack_as_recorded(scenario: str, stack: str, directory: Path) -> Path:
+    """``Pulumi.<stack>.yaml`` with the image tags the recorded cluster ran, written into ``directory``."""
+    document = json.loads((RECORDINGS / f"{scenario}.json").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    fields = ImageTags.model_fields
+    tags = {to_camel(name.replace("-", "_")): tag for name, tag in document["image_tags"].items()}
+    images = config["config"].setdefault(f"{PROJECT}:images", {})
+    images["tags"] = {key: tag for key, tag in tags.items() if any(f.alias == key for f in fields.values())}
+    path = directory / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def load_recording(scenario: str) -> tuple[RecordedKubeApi, RecordedHelm, list[str]]:
