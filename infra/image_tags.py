@@ -14,9 +14,9 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "74ea8bd34498",
-    "notebook": "5fe0b5df6224",
+    "notebook": "8a24b2dfccdf",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "a85d8cb528bc",
+    "worker": "5729a82f6153",
 }

@@ -32,7 +32,7 @@ def _workers_running(pid: int) -> bool:
 
 def test_ctrl_c_on_a_dask_sweep_is_one_line_and_exit_130(tmp_path: Path) -> None:
     bars = tmp_path / "bars.parquet"
-    generate_market_data(["AAA", "BBB"], periods=20_000, freq="1h", seed=3).to_parquet(bars)
+    generate_market_data(["AAA", "BBB"], periods=80_000, freq="1h", seed=3).to_parquet(bars)
     grid = ["-g", "lookback_short=2:40:1", "-g", "lookback_long=41:300:5", "-g", "z_entry_base=0.5:3:0.25"]
     args = [str(QFRAME), "-q", "backtest", "-s", "adaptive_mean_reversion", *grid, "--file", str(bars)]
     args += ["--backend", "dask", "--workers", "2", "--no-track", "--no-checkpoint", "--out", str(tmp_path / "out")]

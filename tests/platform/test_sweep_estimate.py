@@ -27,7 +27,7 @@ pytestmark = pytest.mark.unit
 
 # 39 x 3 = 117 combinations: two blocks of 64, so tasks = 2 blocks x 2 splits x 2 symbols = 8.
 GRID = ["-g", "fast=2:40:1", "-g", "slow=50,60,70"]
-SWEEP = ["-q", "backtest", "-s", "ma_crossover", *GRID, "--splits", "2", "--backend", "sequential", "--no-track"]
+SWEEP = ["backtest", "-s", "ma_crossover", *GRID, "--splits", "2", "--backend", "sequential", "--no-track"]
 
 
 @pytest.fixture
@@ -73,6 +73,19 @@ def test_the_estimate_before_the_sweep_counts_the_tasks_the_engine_runs(
     assert re.search(r"memory ~[\d.]+ \w+ peak: results", text)
     # The estimate comes before the work: it is printed ahead of the summary table.
     assert text.index("estimate ") < text.index("rows on sequential")
+
+
+def test_quiet_prints_the_estimate_only_when_it_stops_the_sweep(
+    runner: CliRunner, bars_file: Path, tmp_path: Path
+) -> None:
+    where = ["--file", str(bars_file), "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w")]
+    quiet = runner.invoke(app, ["-q", *SWEEP, *where, "--no-checkpoint"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "estimate " not in _text(quiet.output)
+    refused = runner.invoke(app, ["-q", *SWEEP, *where, "--no-checkpoint", "--ask-above-minutes", "0"])
+    assert refused.exit_code == 2, refused.output
+    assert "estimate " in _text(refused.output)
+    assert "pass --yes" in _text(refused.output)
 
 
 def test_a_sweep_above_the_threshold_needs_yes_off_a_terminal(

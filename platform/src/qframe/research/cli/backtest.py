@@ -266,7 +266,12 @@ def backtest(
                 progress=not quiet_requested(ctx),
             )
             storage = session.storage if checkpoint else None
-            confirm_start(estimate(strategy, market, grids, options, storage), ask_above_minutes, yes=yes)
+            confirm_start(
+                estimate(strategy, market, grids, options, storage),
+                ask_above_minutes,
+                yes=yes,
+                quiet=quiet_requested(ctx),
+            )
             report = run_research_sweep(
                 strategy,
                 market,
@@ -312,13 +317,18 @@ def estimate(
     )
 
 
-def confirm_start(sweep: Any, ask_above_minutes: float, *, yes: bool) -> None:
-    """Prints the estimate (stderr: stdout keeps the results); a long sweep starts only when confirmed."""
+def confirm_start(sweep: Any, ask_above_minutes: float, *, yes: bool, quiet: bool = False) -> None:
+    """Prints the estimate (stderr: stdout keeps the results); a long sweep starts only when confirmed.
+
+    ``qframe -q`` prints it only when it is the reason the sweep needs an answer or does not start.
+    """
     from qframe.research.backtesting.estimate import format_duration
 
-    for line in sweep.lines():
-        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if yes or sweep.seconds <= ask_above_minutes * 60:
+    needs_answer = not yes and sweep.seconds > ask_above_minutes * 60
+    if needs_answer or not quiet:
+        for line in sweep.lines():
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not needs_answer:
         return
     long = f"estimated {format_duration(sweep.seconds)}, above --ask-above-minutes {ask_above_minutes:g}"
     if not sys.stdin.isatty():
