@@ -43,6 +43,13 @@ WORKERS = {
 # finished before its autoscaler added a worker (pods never above the floor); 440 combinations give
 # it about 40 s, the time Ray needs for 152.
 SLOW_STEP = {"dask": 4, "ray": 12}
+# The pod a client connects to. Once the images were cached the stack came up in 78 s and the Ray
+# sweep started before the head served clients: the engine fell back to sequential (caught by the
+# backend assertion). A user would wait for it too (qframe-ops status).
+ENTRY = {
+    "dask": "dask.org/cluster-name=dask,dask.org/component=scheduler",
+    "ray": "ray.io/cluster=ray,ray.io/node-type=head",
+}
 FLOOR = {"dask": CFG.dask.min_workers, "ray": sum(g.min_replicas for g in CFG.ray.worker_groups)}
 
 SWEEP = """
@@ -171,6 +178,7 @@ def _autoscaler_evidence(stack: DevStack, backend: str) -> str:
 @pytest.mark.parametrize("backend", ["dask", "ray"])
 def test_sweep_scales_up_and_back_to_the_floor(devstack: DevStack, client: str, backend: str) -> None:
     floor, selector = FLOOR[backend], WORKERS[backend]
+    kubectl(devstack, "wait", "-n", NAMESPACE, "--for=condition=Ready", "pod", "-l", ENTRY[backend], "--timeout=300s")
     with Timeline(devstack, selector) as timeline:
         result = _sweep(devstack, client, backend)
         swept_at = timeline.points[-1][0] if timeline.points else 0.0
