@@ -19,17 +19,10 @@ import pulumi_kubernetes as k8s
 
 from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT, IAM_VERSION, RAY_WORKERS_SERVICE_ACCOUNT
 from infra.components.aws.eks import STS_AUDIENCE
-from infra.components.object_store.s3 import bucket_arn
+from infra.components.object_store.s3 import OBJECT_ACTIONS, bucket_arn
 from infra.config import Buckets
 from infra.scope import Scope
 
-OBJECT_ACTIONS: tuple[str, ...] = (
-    "s3:GetObject",
-    "s3:PutObject",
-    "s3:DeleteObject",
-    "s3:AbortMultipartUpload",
-    "s3:ListMultipartUploadParts",
-)
 # SSE-KMS: GenerateDataKey to write an object, Decrypt to read one.
 KMS_ACTIONS: tuple[str, ...] = ("kms:Decrypt", "kms:GenerateDataKey")
 # The workloads whose pods run as their IRSA service account today; this component creates those
