@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 
 
-.PHONY: help setup venv plan up down preview demo bench bench-data test test-unit test-charts test-services test-e2e lint fmt clean
+.PHONY: help setup venv plan up down preview demo bench bench-data test test-unit test-charts test-services test-policy test-e2e lint fmt clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ bench: setup ## backtest benchmarks: bar-evaluations/s on one core, peak memory,
 bench-data: setup ## data lake benchmark: write/read throughput to disk and MinIO, partition pruning
 	$(VENV)/python -m benchmarks.bench_data $(BENCH_ARGS)
 
-test: setup ## run every test tier that exists (unit, charts, services, e2e, images)
+test: setup ## run every test tier that exists (unit, charts, services, policy, e2e, images)
 	$(VENV)/pytest $(PYTEST_ARGS)
 
 test-unit: setup ## only the unit tier (pure builders, Pulumi program under mocks)
@@ -53,13 +53,16 @@ test-charts: setup ## only the chart tier (real helm, schema and security checks
 test-services: setup ## only the services tier (real Postgres, Kafka, S3 API, MLflow)
 	$(VENV)/pytest -m services $(PYTEST_ARGS)
 
+test-policy: setup ## only the policy tier (the CrossGuard pack's rules on fixtures and stacks, the CLI running it offline)
+	$(VENV)/pytest -m policy $(PYTEST_ARGS)
+
 test-e2e: setup ## only the e2e tier (pulumi up/destroy against a local Kubernetes API server)
 	$(VENV)/pytest -m e2e $(PYTEST_ARGS)
 
 lint: venv ## ruff (lint + format check) and mypy (strict on infra/ and platform/src)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy infra platform/src tests tools benchmarks
+	$(VENV)/mypy infra platform/src tests tools benchmarks policy
 
 fmt: venv ## format and auto-fix
 	$(VENV)/ruff format .

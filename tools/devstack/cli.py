@@ -284,7 +284,9 @@ def preview(stack: StackOption = "dev") -> None:
     _step(1, 2, f"pulumi stack '{stack}'", workspace.prepare)
     console.print("[bold][2/2][/] pulumi preview")
     try:
-        workspace.run("preview", "--diff", "--stack", stack, kubeconfig=kubeconfig, stream=True)
+        workspace.run(
+            "preview", "--diff", "--stack", stack, *workspace.policy_args(), kubeconfig=kubeconfig, stream=True
+        )
     except PulumiError:
         raise typer.Exit(1) from None
 

@@ -20,11 +20,17 @@ from typing import Any
 
 import yaml
 
+from infra.config import PROJECT, StackConfig
 from infra.stack_file import read_stack_file
 from tools.devstack.paths import StateDirs, require_tools
 from tools.paths import REPO_ROOT, TOOLS_BIN, VENV_BIN
 
 PULUMI_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-kubernetes")
+# The CrossGuard pack (policy/), started as an executable analyzer: the pinned Python language host
+# cannot start a Python pack from its directory (policy/analyzer says why).
+POLICY_PACK = REPO_ROOT / "policy" / "analyzer"
+# The one policy whose verdict depends on the stack (policy/qframe_policy/rds.py).
+ENVIRONMENT_POLICY = "rds-backups-off-dev"
 
 
 class PulumiError(RuntimeError):
@@ -49,6 +55,12 @@ def project_file(repo_project: Mapping[str, Any], project_dir: Path) -> dict[str
     runtime["options"] = options
     project["runtime"] = runtime
     return project
+
+
+def policy_config(stack_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The pack's --policy-pack-config for a stack: the environment its config declares (model default: dev)."""
+    raw = stack_config.get(f"{PROJECT}:environment", StackConfig.model_fields["environment"].default)
+    return {ENVIRONMENT_POLICY: {"environment": str(raw)}}
 
 
 def stack_file(repo_stack: Mapping[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -94,6 +106,14 @@ class PulumiWorkspace:
                 handle.write(secrets.token_urlsafe(32))
         self.clear_stale_locks()
         self.run("stack", "select", "--create", "--secrets-provider", "passphrase", self.stack)
+
+    def policy_args(self) -> list[str]:
+        """``--policy-pack`` and its config file (written under .state/) for up and preview."""
+        config = read_stack_file(REPO_ROOT / f"Pulumi.{self.stack}.yaml", stack=self.stack)
+        path = self.state.root / f"policy-config.{self.stack}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(policy_config(config), indent=2) + "\n")
+        return ["--policy-pack", str(POLICY_PACK), "--policy-pack-config", str(path)]
 
     def clear_stale_locks(self) -> list[Path]:
         """Removes backend locks whose pulumi process (on this host) no longer exists.
@@ -146,7 +166,16 @@ class PulumiWorkspace:
         return proc
 
     def up(self, kubeconfig: Path | None, *, stream: bool = False) -> subprocess.CompletedProcess[str]:
-        return self.run("up", "--yes", "--skip-preview", "--stack", self.stack, kubeconfig=kubeconfig, stream=stream)
+        return self.run(
+            "up",
+            "--yes",
+            "--skip-preview",
+            "--stack",
+            self.stack,
+            *self.policy_args(),
+            kubeconfig=kubeconfig,
+            stream=stream,
+        )
 
     def destroy(self, kubeconfig: Path | None, *, stream: bool = False) -> subprocess.CompletedProcess[str]:
         return self.run(
