@@ -45,7 +45,8 @@ def deployed_images(cfg: StackConfig) -> list[str]:
     """The images (``images.tags`` field names) of the components this stack deploys, in field order."""
     used = {
         "minio": cfg.object_store.kind == "minio",
-        "postgres": cfg.postgres.kind == "in-cluster",
+        # The server in-cluster; on RDS the init Job (python3 + psycopg) that makes the consumers' logins.
+        "postgres": True,
         "kafka": True,
         # Init containers of MinIO and Kafka (bucket and topic bootstrap).
         "tools": True,

@@ -96,23 +96,26 @@ def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -
     Without them an IRSA trust policy or the EKS kubeconfig would be built from nothing; with
     recognisable fakes the tests can assert those documents exactly.
     """
-    if resource_type == "aws:eks/cluster:Cluster":
-        return {
+    computed: dict[str, Callable[[], dict[str, Any]]] = {
+        "aws:eks/cluster:Cluster": lambda: {
+            "vpcConfig": {**dict(inputs.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-mock-{name}-cluster"},
             "arn": f"arn:aws:eks:mock:{MOCK_ACCOUNT}:cluster/{inputs.get('name', name)}",
             "endpoint": f"https://{name}.mock-eks.example",
             "certificateAuthority": {"data": "bW9jay1jYQ=="},
             "identities": [{"oidcs": [{"issuer": f"https://oidc.mock-eks.example/id/{name}"}]}],
-        }
-    if resource_type == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-        url = str(inputs.get("url", "")).removeprefix("https://")
-        return {"arn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/{url}"}
-    if resource_type == "aws:iam/role:Role":
-        return {"arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/{name}"}
-    if resource_type == "aws:kms/key:Key":
-        return {"arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{name}"}
-    if resource_type == "aws:ecr/repository:Repository":
-        return {"repositoryUrl": f"{MOCK_ACCOUNT}.dkr.ecr.mock.amazonaws.com/{inputs.get('name', name)}"}
-    return {}
+        },
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider": lambda: {
+            "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}"
+        },
+        "aws:iam/role:Role": lambda: {"arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/{name}"},
+        "aws:kms/key:Key": lambda: {"arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{name}"},
+        "aws:ecr/repository:Repository": lambda: {
+            "repositoryUrl": f"{MOCK_ACCOUNT}.dkr.ecr.mock.amazonaws.com/{inputs.get('name', name)}"
+        },
+        "aws:rds/instance:Instance": lambda: {"address": f"{name}.mock-rds.example"},
+    }
+    build = computed.get(resource_type)
+    return build() if build is not None else {}
 
 
 class _EchoMocks(pulumi.runtime.Mocks):
@@ -122,7 +125,8 @@ class _EchoMocks(pulumi.runtime.Mocks):
     """
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        state = {**computed_outputs(args.typ, args.name, args.inputs), **dict(args.inputs)}
+        # Computed outputs win where they extend an input (the EKS cluster's vpcConfig).
+        state = {**dict(args.inputs), **computed_outputs(args.typ, args.name, args.inputs)}
         if args.typ == DYNAMIC_RESOURCE and state.get("kind") == GENERATED_KIND:
             # Dynamic providers do not run under mocks; a recognisable stand-in lets tests prove
             # that generated values never leak into plain values, ConfigMaps or outputs.

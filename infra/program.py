@@ -12,7 +12,7 @@ from infra.components.aws import cluster_name
 from infra.components.aws.ecr import Ecr, EcrArgs, repository_names
 from infra.components.aws.eks import EksCluster, EksClusterArgs
 from infra.components.aws.irsa import Irsa, IrsaArgs, workload_accesses
-from infra.components.aws.network import Network, NetworkArgs
+from infra.components.aws.network import Network, NetworkArgs, subnet_plan
 from infra.components.aws.node_groups import EksNodeGroups, NodeGroupsArgs
 from infra.components.dask import DaskCluster, DaskClusterArgs, scheduler_address
 from infra.components.dask import dashboard_url as dask_dashboard
@@ -22,6 +22,7 @@ from infra.components.jupyterhub import (
     JupyterHubArgs,
     UserPlatform,
     kafka_bootstrap_servers,
+    user_server_account,
 )
 from infra.components.jupyterhub import db_secret_name as jupyterhub_db_secret
 from infra.components.kafka import Kafka, KafkaArgs
@@ -35,7 +36,7 @@ from infra.components.operators.dask import DaskOperator, DaskOperatorArgs
 from infra.components.operators.kuberay import KubeRayOperator, KubeRayOperatorArgs
 from infra.components.operators.platform_env import ComputePlatform
 from infra.components.postgres.in_cluster import InClusterPostgres, InClusterPostgresArgs
-from infra.components.postgres.rds import RdsPostgres, RdsPostgresArgs
+from infra.components.postgres.rds import RdsPostgres, RdsPostgresArgs, StackNetwork
 from infra.components.ray import RayCluster, RayClusterArgs
 from infra.components.ray import client_address as ray_client_address
 from infra.components.ray import dashboard_url as ray_dashboard
@@ -76,11 +77,12 @@ def deploy(cfg: StackConfig) -> None:
     region, tags = "", {}
     eks: EksCluster | None = None
     nodes: list[pulumi.Resource] = []
+    stack_network: StackNetwork | None = None
     if cfg.aws is not None:
         # One AWS provider for the whole stack: every AWS resource shares its region and default tags.
         region, tags = cfg.aws.region, aws_tags(cfg.aws, environment=cfg.environment, stack=pulumi.get_stack())
         providers["aws"] = aws_provider(region, tags)
-        eks, nodes = deploy_aws_platform(cfg, cfg.aws, providers, tags)
+        eks, nodes, stack_network = deploy_aws_platform(cfg, cfg.aws, providers, tags)
     # On EKS every Kubernetes object goes to the cluster this program creates, never the ambient one.
     providers["kubernetes"] = (
         eks_kubernetes_provider(eks.kubeconfig, nodes) if eks is not None else kubernetes_provider()
@@ -114,27 +116,7 @@ def deploy(cfg: StackConfig) -> None:
             ),
             opts=service_opts,
         )
-    postgres: InClusterPostgres | RdsPostgres
-    if cfg.postgres.kind == "in-cluster":
-        postgres = InClusterPostgres(
-            "postgres",
-            InClusterPostgresArgs(
-                namespace=namespace, scope=scope, settings=cfg.postgres.in_cluster, image=image_ref(images, "postgres")
-            ),
-            opts=service_opts,
-        )
-    else:
-        postgres = RdsPostgres(
-            "postgres",
-            RdsPostgresArgs(
-                namespace=namespace,
-                scope=scope,
-                settings=cfg.postgres.rds,
-                production=cfg.environment != "dev",
-                tags=tags,
-            ),
-            opts=service_opts,
-        )
+    postgres = deploy_postgres(cfg, namespace, tags, stack_network, service_opts)
     mlflow: Mlflow | None = None
     if cfg.mlflow.enabled:
         mlflow = Mlflow(
@@ -164,10 +146,12 @@ def deploy(cfg: StackConfig) -> None:
         opts=service_opts,
     )
     services: list[pulumi.Resource] = [tenancy, postgres, object_store, *([mlflow] if mlflow else [])]
+    # Before the workers: their pods run as the service accounts this creates.
+    irsa: Irsa | None = None
     if eks is not None and store.kind == "s3":
-        # Before the workers: their pods run as the service accounts this creates.
-        services.append(deploy_irsa(cfg, eks, namespace=namespace, region=region, tags=tags, providers=providers))
-    compute = deploy_compute(cfg, providers, services)
+        irsa = deploy_irsa(cfg, eks, namespace=namespace, region=region, tags=tags, providers=providers)
+        services.append(irsa)
+    compute = deploy_compute(cfg, providers, services, irsa)
     if cfg.jupyterhub.enabled:
         minio = store.kind == "minio"
         jupyterhub = JupyterHub(
@@ -186,14 +170,14 @@ def deploy(cfg: StackConfig) -> None:
                     mlflow=mlflow is not None,
                     kafka_bootstrap=kafka_bootstrap_servers(cfg.namespace),
                     compute=compute,
+                    workload_identity=eks is not None and store.kind == "s3",
                 ),
                 db_secret=jupyterhub_db_secret(),
                 mlflow_admin_username=cfg.mlflow.auth.admin_username,
             ),
-            # MLflow first: the hub reads its admin Secret to create the users' accounts.
-            opts=pulumi.ResourceOptions(
-                providers=providers, depends_on=[tenancy, postgres, object_store, *([mlflow] if mlflow else [])]
-            ),
+            # MLflow first: the hub reads its admin Secret to create the users' accounts; IRSA
+            # (when there) first as well: it creates the account users' servers run as.
+            opts=pulumi.ResourceOptions(providers=providers, depends_on=services),
         )
         pulumi.export("jupyterhub_url", jupyterhub.url)
     pulumi.export("environment", cfg.environment)
@@ -211,12 +195,48 @@ def deploy(cfg: StackConfig) -> None:
         pulumi.export("mlflow_auth_secret", mlflow.auth_secret)
 
 
+def deploy_postgres(
+    cfg: StackConfig,
+    namespace: pulumi.Input[str],
+    tags: dict[str, str],
+    network: StackNetwork | None,
+    opts: pulumi.ResourceOptions,
+) -> InClusterPostgres | RdsPostgres:
+    """The in-cluster chart or RDS (in the stack's VPC when it has one): the same outputs either way."""
+    scope = Scope.of(cfg)
+    if cfg.postgres.kind == "in-cluster":
+        return InClusterPostgres(
+            "postgres",
+            InClusterPostgresArgs(
+                namespace=namespace,
+                scope=scope,
+                settings=cfg.postgres.in_cluster,
+                image=image_ref(cfg.images, "postgres"),
+            ),
+            opts=opts,
+        )
+    return RdsPostgres(
+        "postgres",
+        RdsPostgresArgs(
+            namespace=namespace,
+            scope=scope,
+            settings=cfg.postgres.rds,
+            production=cfg.environment != "dev",
+            tags=tags,
+            image=image_ref(cfg.images, "postgres"),
+            network=network,
+        ),
+        opts=opts,
+    )
+
+
 def deploy_aws_platform(
     cfg: StackConfig, aws_cfg: AwsSettings, providers: dict[str, pulumi.ProviderResource], tags: dict[str, str]
-) -> tuple[EksCluster | None, list[pulumi.Resource]]:
+) -> tuple[EksCluster | None, list[pulumi.Resource], StackNetwork | None]:
     """ECR, and on EKS stacks the VPC, the cluster and its node groups.
 
-    Returns the cluster, if any, and what its Kubernetes provider must wait for (the node groups).
+    Returns the cluster, if any, what its Kubernetes provider must wait for (the node groups), and
+    the VPC as RDS uses it (its private subnets, reachable from the cluster security group).
     """
     opts = pulumi.ResourceOptions(providers=providers)
     if aws_cfg.ecr is not None:
@@ -232,7 +252,7 @@ def deploy_aws_platform(
         pulumi.export("ecr_repository_urls", ecr.repository_urls)
     # The config model requires aws.network with aws.eks (and refuses it without).
     if aws_cfg.eks is None or aws_cfg.network is None:
-        return None, []
+        return None, [], None
     name = cluster_name(pulumi.get_stack())
     network = Network(
         "network", NetworkArgs(settings=aws_cfg.network, cluster_name=name, region=aws_cfg.region, tags=tags), opts=opts
@@ -265,7 +285,13 @@ def deploy_aws_platform(
     pulumi.export("vpc_id", network.vpc_id)
     pulumi.export("eks_cluster_name", eks.name)
     pulumi.export("eks_oidc_provider_arn", eks.oidc_provider_arn)
-    return eks, [node_groups]
+    stack_network = StackNetwork(
+        vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids,
+        client_security_group_id=eks.cluster_security_group_id,
+        subnet_cidrs=[zone.private for zone in subnet_plan(aws_cfg.network.cidr, aws_cfg.network.az_count)],
+    )
+    return eks, [node_groups], stack_network
 
 
 def deploy_irsa(
@@ -288,6 +314,7 @@ def deploy_irsa(
                 notebooks=cfg.jupyterhub.enabled,
                 dask=cfg.dask.enabled,
                 ray=cfg.ray.enabled,
+                notebooks_service_account=user_server_account(dask=cfg.dask.enabled, workload_identity=True),
             ),
             namespace=cfg.namespace,
             oidc_provider_arn=eks.oidc_provider_arn,
@@ -305,7 +332,10 @@ def deploy_irsa(
 
 
 def deploy_compute(
-    cfg: StackConfig, providers: dict[str, pulumi.ProviderResource], services: list[pulumi.Resource]
+    cfg: StackConfig,
+    providers: dict[str, pulumi.ProviderResource],
+    services: list[pulumi.Resource],
+    irsa: Irsa | None = None,
 ) -> ComputeAddresses:
     """The operators (unless the cluster already has them) and the shared Dask and Ray clusters.
 
@@ -324,6 +354,12 @@ def deploy_compute(
         workload_identity=cfg.aws is not None and cfg.aws.eks is not None and store.kind == "s3",
     )
     opts = pulumi.ResourceOptions(providers=providers, depends_on=services[:1])
+    # Users' servers run as dask-users when Dask is deployed: it carries the notebooks role then.
+    users_role_arn = (
+        irsa.role_arns.apply(lambda arns: str(arns["notebooks"]))
+        if irsa is not None and cfg.jupyterhub.enabled
+        else None
+    )
     addresses = ComputeAddresses()
     if cfg.dask.enabled:
         needs: list[pulumi.Resource] = list(services)
@@ -336,7 +372,12 @@ def deploy_compute(
         dask = DaskCluster(
             "dask",
             DaskClusterArgs(
-                scope=scope, settings=cfg.dask, image=image_ref(images, "worker"), platform=platform, depends_on=needs
+                scope=scope,
+                settings=cfg.dask,
+                image=image_ref(images, "worker"),
+                platform=platform,
+                depends_on=needs,
+                users_role_arn=users_role_arn,
             ),
             opts=opts,
         )

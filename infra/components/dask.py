@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT
+from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT, ROLE_ARN_ANNOTATION
 from infra.components.operators import base
 from infra.components.operators.dask import CLUSTER_LABEL, DASHBOARD_PORT, SCHEDULER_PORT
 from infra.components.operators.dask import selector_labels as operator_selector
@@ -237,15 +237,22 @@ def build_network_policies(scope: Scope) -> list[dict[str, Any]]:
     ]
 
 
-def build_user_rbac(scope: Scope) -> list[dict[str, Any]]:
-    """A ServiceAccount with exactly KubeCluster's rules, for notebook pods that create clusters."""
+def build_user_rbac(scope: Scope, role_arn: pulumi.Input[str] | None = None) -> list[dict[str, Any]]:
+    """A ServiceAccount with exactly KubeCluster's rules, for notebook pods that create clusters.
+
+    Users' servers run as this account, so on S3 stacks on EKS it also carries the ``notebooks``
+    IRSA role (``role_arn``), whose trust names exactly this account.
+    """
     labels = scope.object_labels("dask", component="users")
     meta = {"name": USERS_SERVICE_ACCOUNT, "namespace": scope.namespace, "labels": labels}
+    account_meta: dict[str, Any] = dict(meta)
+    if role_arn is not None:
+        account_meta["annotations"] = {ROLE_ARN_ANNOTATION: role_arn}
     return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": meta,
+            "metadata": account_meta,
             # Pods that need it opt in (and carry the annotation the security rules ask for).
             "automountServiceAccountToken": False,
         },
@@ -268,6 +275,8 @@ class DaskClusterArgs:
     platform: ComputePlatform
     depends_on: list[pulumi.Resource]
     """The operator (when the stack installs it) and the services whose Secrets the pods read."""
+    users_role_arn: pulumi.Input[str] | None = None
+    """The ``notebooks`` IRSA role, for the account users' servers run as (S3 stacks on EKS)."""
 
 
 class DaskCluster(pulumi.ComponentResource):
@@ -280,7 +289,7 @@ class DaskCluster(pulumi.ComponentResource):
         policies = pulumi.ResourceOptions(parent=self)
         for policy in build_network_policies(scope):
             base.register(f"{name}-{policy['metadata']['name']}", policy, policies)
-        for obj in build_user_rbac(scope):
+        for obj in build_user_rbac(scope, args.users_role_arn):
             base.register(f"{name}-users-{obj['kind'].lower()}", obj, policies)
         after = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
         cluster = base.register(

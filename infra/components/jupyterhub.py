@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 
 from infra.charts import local_chart_release
+from infra.components.aws import NOTEBOOKS_SERVICE_ACCOUNT
 from infra.components.credentials import credentials_secret
 from infra.components.dask import CLIENT_LABEL as DASK_CLIENT_LABEL
 from infra.components.dask import USERS_SERVICE_ACCOUNT as DASK_USERS_SERVICE_ACCOUNT
@@ -78,6 +79,8 @@ class UserPlatform:
     kafka_bootstrap: str | None
     compute: ComputeAddresses | None = None
     """The shared Dask and Ray clusters' addresses; ``None`` for a stack without either."""
+    workload_identity: bool = False
+    """S3 stack on EKS: users' servers reach the lake through the ``notebooks`` IRSA role."""
 
 
 @dataclass(frozen=True)
@@ -136,14 +139,27 @@ def user_environment(platform: UserPlatform) -> tuple[dict[str, str], list[dict[
     return env, secret_env
 
 
+def user_server_account(*, dask: bool, workload_identity: bool) -> str:
+    """The one ServiceAccount users' servers run as ("" for the namespace default, no identity).
+
+    With Dask: its ``dask-users`` (KubeCluster's RBAC), which on S3 stacks on EKS also carries the
+    ``notebooks`` IRSA role. Without Dask on those stacks: the IRSA account ``notebooks``.
+    """
+    if dask:
+        return DASK_USERS_SERVICE_ACCOUNT
+    return NOTEBOOKS_SERVICE_ACCOUNT if workload_identity else ""
+
+
 def user_service_account(platform: UserPlatform) -> dict[str, str]:
-    """With Dask deployed, users run as its ``dask-users`` account to create their own KubeClusters."""
-    if platform.compute is None or platform.compute.dask_scheduler is None:
-        return {"serviceAccount": "", "serviceAccountPurpose": ""}
-    return {
-        "serviceAccount": DASK_USERS_SERVICE_ACCOUNT,
-        "serviceAccountPurpose": "creates the user's own Dask clusters (dask_kubernetes KubeCluster)",
-    }
+    """The chart's singleuser account values; a purpose only where the Kubernetes API is needed.
+
+    Without a purpose the chart mounts no API token and opens no API-server egress: the IRSA
+    account's pods get their web-identity token from the EKS webhook's own projected volume.
+    """
+    dask = platform.compute is not None and platform.compute.dask_scheduler is not None
+    account = user_server_account(dask=dask, workload_identity=platform.workload_identity)
+    purpose = "creates the user's own Dask clusters (dask_kubernetes KubeCluster)" if dask else ""
+    return {"serviceAccount": account, "serviceAccountPurpose": purpose}
 
 
 def user_pod_labels(platform: UserPlatform) -> dict[str, str]:

@@ -135,9 +135,24 @@ def test_a_user_service_account_opens_the_api_server_to_user_servers_and_nothing
     )
 
 
-def test_a_user_service_account_needs_its_purpose() -> None:
-    with pytest.raises(charts.HelmError, match=r"singleuser\.serviceAccountPurpose: is empty"):
-        render({"singleuser": {"serviceAccount": "dask-users"}})
+def test_a_purpose_needs_a_service_account() -> None:
+    with pytest.raises(
+        charts.HelmError, match=r"singleuser\.serviceAccountPurpose: is set while singleuser\.serviceAccount"
+    ):
+        render({"singleuser": {"serviceAccountPurpose": "creates the user's own Dask clusters"}})
+
+
+def test_an_identity_only_account_gets_no_api_token_and_no_api_egress() -> None:
+    # IRSA on EKS: the servers run as the notebooks account for its IAM role; the EKS webhook mounts
+    # the web-identity token itself, so the Kubernetes API stays closed to them.
+    default = render()
+    objects = render({"singleuser": {"serviceAccount": "notebooks"}})
+    assert objects["NetworkPolicy", "jupyterhub-singleuser"] == default["NetworkPolicy", "jupyterhub-singleuser"]
+    config = objects["ConfigMap", "jupyterhub-hub-config"]["data"]["jupyterhub_config.py"]
+    settings = hub_settings(objects)["singleuser"]
+    assert (settings["serviceAccount"], settings["serviceAccountPurpose"]) == ("notebooks", "")
+    assert 'c.KubeSpawner.service_account = singleuser["serviceAccount"] or None' in config
+    assert 'if singleuser["serviceAccountPurpose"]:' in config
 
 
 def test_ingress_only_when_enabled() -> None:

@@ -45,20 +45,20 @@ SUBNET, NAT, ROUTES = "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway", 
 REPOSITORY = "aws:ecr/repository:Repository"
 
 # Every AWS resource type of the example stack, with its count: S3 + RDS as before, plus the VPC over
-# three zones (NAT per zone), the cluster with a key of its own, two node groups, five IRSA roles
-# and one ECR repository per deployed image.
+# three zones (NAT per zone), the cluster with a key of its own, two node groups, five IRSA roles,
+# one ECR repository per deployed image, and RDS in the stack's VPC behind a security group of its own.
 EXPECTED_AWS_COUNTS = {
     "aws:ec2/eip:Eip": 3,
     "aws:ec2/internetGateway:InternetGateway": 1,
     "aws:ec2/natGateway:NatGateway": 3,
     "aws:ec2/routeTable:RouteTable": 4,
     "aws:ec2/routeTableAssociation:RouteTableAssociation": 6,
-    "aws:ec2/securityGroup:SecurityGroup": 1,
+    "aws:ec2/securityGroup:SecurityGroup": 2,
     "aws:ec2/subnet:Subnet": 6,
     "aws:ec2/vpc:Vpc": 1,
     "aws:ec2/vpcEndpoint:VpcEndpoint": 3,
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 8,
-    "aws:ecr/repository:Repository": 8,
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 9,
+    "aws:ecr/repository:Repository": 9,
     "aws:eks/cluster:Cluster": 1,
     "aws:eks/nodeGroup:NodeGroup": 2,
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": 1,
@@ -290,7 +290,7 @@ def test_vpc_endpoints_for_s3_and_ecr(aws_run: ProgramRun) -> None:
         assert endpoint["privateDnsEnabled"] is True
         assert endpoint["subnetIds"] == [f"network-private-{i}-id" for i in range(3)]
         assert endpoint["securityGroupIds"] == ["network-endpoints-id"]
-    group = aws_run.one("aws:ec2/securityGroup:SecurityGroup").inputs
+    group = aws_run.one("aws:ec2/securityGroup:SecurityGroup", "network-endpoints").inputs
     assert group["ingress"] == [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["10.40.0.0/16"]}]
 
 
@@ -429,8 +429,10 @@ def test_graviton_groups_get_the_arm_ami() -> None:
 def test_one_role_per_workload_bound_to_exactly_one_service_account(aws_run: ProgramRun) -> None:
     roles = {r.name: r for r in aws_run.of_type(ROLE) if r.name.startswith("irsa-")}
     assert sorted(roles) == ["irsa-dask-workers", "irsa-ingestion", "irsa-mlflow", "irsa-notebooks", "irsa-ray-workers"]
+    # Users' servers run as Dask's dask-users (the stack deploys Dask): the notebooks role trusts it.
+    accounts = {"irsa-notebooks": "dask-users"}
     for name, role in roles.items():
-        service_account = name.removeprefix("irsa-")
+        service_account = accounts.get(name, name.removeprefix("irsa-"))
         assert json.loads(role.inputs["assumeRolePolicy"]) == {
             "Version": "2012-10-17",
             "Statement": [
@@ -542,7 +544,18 @@ def test_no_iam_document_grants_a_wildcard_action_or_resource(path: Any) -> None
 def test_repositories_for_exactly_the_deployed_images(aws_run: ProgramRun) -> None:
     cfg = parse_raw_config(load_stack_file(AWS_STACK), stack="aws")
     images = deployed_images(cfg)
-    assert images == ["kafka", "tools", "mlflow", "hub", "notebook", "worker", "dask_operator", "kuberay_operator"]
+    # postgres: the RDS init Job runs the postgres image's python3 + psycopg.
+    assert images == [
+        "postgres",
+        "kafka",
+        "tools",
+        "mlflow",
+        "hub",
+        "notebook",
+        "worker",
+        "dask_operator",
+        "kuberay_operator",
+    ]
     repositories = by_name(aws_run, REPOSITORY)
     assert sorted(r["name"] for r in repositories.values()) == sorted(
         f"qframe/{image.replace('_', '-')}" for image in images
@@ -644,6 +657,81 @@ def test_irsa_service_accounts_carry_their_role(aws_run: ProgramRun) -> None:
         }
         assert account["automountServiceAccountToken"] is False
         assert account["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+def _trust_subjects(run: ProgramRun) -> dict[str, str]:
+    """Role name -> the one ``system:serviceaccount:<ns>:<sa>`` its trust policy admits."""
+    subjects = {}
+    for role in run.of_type(ROLE):
+        if role.name.startswith("irsa-"):
+            [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+            assert list(statement["Condition"]) == ["StringEquals"]
+            assert set(statement["Condition"]["StringEquals"]) == {f"{ISSUER}:sub", f"{ISSUER}:aud"}
+            subjects[role.name] = statement["Condition"]["StringEquals"][f"{ISSUER}:sub"]
+    return subjects
+
+
+def _hub_singleuser(run: ProgramRun) -> dict[str, Any]:
+    release = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub")
+    return dict(release.inputs["values"]["singleuser"])
+
+
+def test_user_servers_with_dask_run_as_dask_users_which_carries_the_notebooks_role(aws_run: ProgramRun) -> None:
+    assert _trust_subjects(aws_run)["irsa-notebooks"] == f"system:serviceaccount:{NAMESPACE}:dask-users"
+    # Every role admits exactly one account, and no two roles share one.
+    subjects = list(_trust_subjects(aws_run).values())
+    assert len(set(subjects)) == len(subjects)
+    [users] = [
+        r.inputs
+        for r in aws_run.of_type("kubernetes:core/v1:ServiceAccount")
+        if r.inputs["metadata"]["name"] == "dask-users"
+    ]
+    assert users["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/irsa-notebooks"
+    }
+    assert users["automountServiceAccountToken"] is False
+    # The same account keeps Dask's RBAC, and the hub spawns servers as it, with its API token.
+    binding = next(
+        r.inputs
+        for r in aws_run.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+        if r.inputs["metadata"]["name"] == "dask-users"
+    )
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "dask-users", "namespace": NAMESPACE}]
+    singleuser = _hub_singleuser(aws_run)
+    assert singleuser["serviceAccount"] == "dask-users"
+    assert singleuser["serviceAccountPurpose"]
+    # No second account for the notebooks: one pod has one account.
+    names = [r.inputs["metadata"]["name"] for r in aws_run.of_type("kubernetes:core/v1:ServiceAccount")]
+    assert "notebooks" not in names
+
+
+def test_user_servers_without_dask_run_as_the_notebooks_irsa_account_without_api_access() -> None:
+    run = run_program(AWS_STACK, overrides={"dask": {"enabled": False}})
+    assert _trust_subjects(run)["irsa-notebooks"] == f"system:serviceaccount:{NAMESPACE}:notebooks"
+    [account] = [
+        r.inputs
+        for r in run.of_type("kubernetes:core/v1:ServiceAccount")
+        if r.inputs["metadata"]["name"] == "notebooks"
+    ]
+    assert account["metadata"]["namespace"] == NAMESPACE
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": f"arn:aws:iam::{MOCK_ACCOUNT}:role/irsa-notebooks"
+    }
+    assert account["automountServiceAccountToken"] is False
+    singleuser = _hub_singleuser(run)
+    # An account for its IAM role only: no purpose, so the chart mounts no API token and keeps the
+    # API server closed to the servers.
+    assert (singleuser["serviceAccount"], singleuser["serviceAccountPurpose"]) == ("notebooks", "")
+    names = [r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:ServiceAccount")]
+    assert "dask-users" not in names
+
+
+def test_user_servers_off_eks_or_on_minio_get_no_account_without_dask() -> None:
+    minio = run_program(
+        AWS_STACK,
+        overrides={"objectStore": {"kind": "minio"}, "postgres": {"kind": "in-cluster"}, "dask": {"enabled": False}},
+    )
+    assert _hub_singleuser(minio)["serviceAccount"] == ""
 
 
 def test_workers_run_as_their_irsa_accounts(aws_run: ProgramRun) -> None:

@@ -21,7 +21,9 @@ from infra.components.object_store.s3 import (
     workload_policy_document,
 )
 from infra.components.postgres.rds import MIN_BACKUP_RETENTION_DAYS, RdsPostgres, RdsPostgresArgs
+from infra.components.postgres.rds_init import admin_dsn, config_map_data, passwords_digest
 from infra.config import parse_raw_config
+from infra.images import image_ref
 from infra.offline import MOCK_SECRET_PREFIX, REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.program import load_stack_config
 from infra.providers import aws_provider, aws_tags
@@ -73,6 +75,7 @@ def _program() -> None:
             settings=cfg.postgres.rds,
             production=cfg.environment != "dev",
             tags=tags,
+            image=image_ref(cfg.images, "postgres"),
         ),
         opts=opts,
     )
@@ -351,3 +354,118 @@ def test_consumer_secrets_like_the_in_cluster_variant(aws_run: ProgramRun) -> No
     assert aws_run.outputs["postgres_connection_secrets"] == {c: f"postgres-{c}" for c in consumers}
     assert aws_run.outputs["postgres_superuser_secret"] == "postgres-superuser"
     assert aws_run.outputs["postgres_port"] == 5432
+
+
+# --- RDS per-consumer logins: the init Job -------------------------------------------------------
+
+MASTER_PASSWORD = f"{MOCK_SECRET_PREFIX}postgres-master-password"
+JOB = "kubernetes:batch/v1:Job"
+RDS_CONSUMERS = ("mlflow", "catalog", "jupyterhub", "mlflow-auth")
+
+
+def test_consumer_secrets_carry_their_own_login_never_the_master(aws_run: ProgramRun) -> None:
+    secrets = {r.inputs["metadata"]["name"]: r.inputs["stringData"] for r in aws_run.of_type(SECRET)}
+    for consumer in RDS_CONSUMERS:
+        data = secrets[f"postgres-{consumer}"]
+        login = consumer.replace("-", "_")
+        own = f"{MOCK_SECRET_PREFIX}postgres-{consumer}-password"
+        assert data == {
+            "username": login,
+            "password": own,
+            "database": login,
+            "host": "postgres-instance.mock-rds.example",
+            "port": "5432",
+            "uri": f"postgresql://{login}:{own}@postgres-instance.mock-rds.example:5432/{login}?sslmode=require",
+        }
+        assert MASTER_PASSWORD not in json.dumps(data)
+    # The master login is in exactly one Secret.
+    holders = [name for name, data in secrets.items() if MASTER_PASSWORD in json.dumps(data)]
+    assert holders == ["postgres-superuser"]
+    assert secrets["postgres-superuser"] == {"postgres-password": MASTER_PASSWORD, "username": "qframe_admin"}
+
+
+def test_init_job_runs_the_chart_script_against_the_rds_endpoint(aws_run: ProgramRun) -> None:
+    job = aws_run.one(JOB)
+    assert job.inputs["metadata"]["name"] == "postgres-init-databases"
+    assert job.inputs["metadata"]["namespace"] == "qframe-research"
+    # It runs after the instance and every Secret it mounts exist.
+    needs = {aws_run.by_urn(urn).name for urn in job.depends_on}
+    assert {"postgres-instance", "postgres-superuser", *(f"postgres-{c}" for c in RDS_CONSUMERS)} <= needs
+    pod = job.inputs["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"].endswith("/postgres:" + container["image"].rsplit(":", 1)[1])
+    command = container["command"]
+    assert command[:2] == ["python3", "/opt/init-databases/init-databases.py"]
+    assert command[command.index("--dsn") + 1] == (
+        "host=postgres-instance.mock-rds.example port=5432 user=qframe_admin dbname=qframe connect_timeout=5"
+        " sslmode=require"
+    )
+    assert command[command.index("--password-file") + 1] == "/etc/init-databases/secrets/superuser/password"
+    assert container["env"] == [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
+    assert MASTER_PASSWORD not in json.dumps(job.inputs)
+    # Hardened like every pod of the stack.
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["allowPrivilegeEscalation"] is False
+    assert set(container["resources"]) == {"requests", "limits"}
+    # The superuser Secret and each consumer's password key, one file each.
+    [projected] = [v["projected"] for v in pod["volumes"] if "projected" in v]
+    mounted = {s["secret"]["name"]: s["secret"]["items"] for s in projected["sources"]}
+    assert mounted["postgres-superuser"] == [{"key": "postgres-password", "path": "superuser/password"}]
+    for consumer in RDS_CONSUMERS:
+        login = consumer.replace("-", "_")
+        assert mounted[f"postgres-{consumer}"] == [{"key": "password", "path": f"consumers/{login}/password"}]
+    annotations = job.inputs["spec"]["template"]["metadata"]["annotations"]
+    assert len(annotations["qframe.io/passwords-digest"]) == 64
+
+
+def test_only_the_init_job_mounts_the_master_login(aws_run: ProgramRun) -> None:
+    referencing = [
+        r.name
+        for r in aws_run.resources
+        if r.type != SECRET and r.custom and "postgres-superuser" in json.dumps(r.inputs, default=str)
+    ]
+    assert referencing == ["postgres-init-databases"]
+
+
+def test_init_job_script_is_the_charts_own_and_lists_every_consumer(aws_run: ProgramRun) -> None:
+    config_map = aws_run.one("kubernetes:core/v1:ConfigMap", "postgres-init-databases").inputs
+    script = (REPO_ROOT / "charts" / "postgres" / "files" / "init-databases.py").read_text(encoding="utf-8")
+    assert config_map["data"]["init-databases.py"] == script
+    assert json.loads(config_map["data"]["consumers.json"]) == [
+        {
+            "name": c.replace("-", "_"),
+            "passwordFile": f"/etc/init-databases/secrets/consumers/{c.replace('-', '_')}/password",
+        }
+        for c in RDS_CONSUMERS
+    ]
+    assert MOCK_SECRET_PREFIX not in json.dumps(config_map)
+
+
+def test_init_job_egress_is_postgres_port_only(aws_run: ProgramRun) -> None:
+    policy = aws_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres-init-databases-egress").inputs
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Egress"]
+    # Subnets given by id: their CIDRs are unknown to the program, so the port is the limit.
+    assert spec["egress"] == [{"ports": [{"protocol": "TCP", "port": 5432}]}]
+    labels = aws_run.one(JOB).inputs["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "init-databases"
+
+
+def test_passwords_digest_follows_every_password() -> None:
+    base = passwords_digest(["master", "a", "b"])
+    assert passwords_digest(["master", "a", "b"]) == base
+    assert passwords_digest(["master", "a", "c"]) != base
+    assert passwords_digest(["master", "ab", ""]) != passwords_digest(["master", "a", "b"])
+
+
+def test_init_job_verifies_the_server_with_a_ca_bundle() -> None:
+    assert admin_dsn("db.example", user="u", dbname="d", verify_ca=True).endswith(
+        "sslmode=verify-full sslrootcert=/opt/init-databases/rds-ca.pem"
+    )
+    assert config_map_data(["mlflow"], "-----BEGIN CERTIFICATE-----\n")["rds-ca.pem"].startswith("-----BEGIN")
+    assert "rds-ca.pem" not in config_map_data(["mlflow"], None)

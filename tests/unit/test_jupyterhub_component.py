@@ -9,7 +9,15 @@ import pulumi
 import pytest
 from qframe.research.settings import ResearchSettings
 
-from infra.components.jupyterhub import HUB_SECRET, UserPlatform, build_values, user_environment
+from infra.components.jupyterhub import (
+    HUB_SECRET,
+    ComputeAddresses,
+    UserPlatform,
+    build_values,
+    user_environment,
+    user_server_account,
+    user_service_account,
+)
 from infra.config import StackConfig, StackConfigError, parse_raw_config
 from infra.images import image_ref
 from infra.offline import MOCK_SECRET_PREFIX, REPO_ROOT, load_stack_file, run_program
@@ -202,3 +210,26 @@ def test_every_user_gets_an_mlflow_account_only_where_mlflow_runs() -> None:
     assert off_values["mlflow"]["enabled"] is False
     assert "qframe.io/mlflow-client" not in off_values["hub"]["podLabels"]
     assert "mlflow-user-key" not in off.one(SECRET, "jupyterhub-hub").inputs["stringData"]
+
+
+def test_one_account_for_user_servers_and_api_access_only_with_dask() -> None:
+    assert user_server_account(dask=True, workload_identity=True) == "dask-users"
+    assert user_server_account(dask=True, workload_identity=False) == "dask-users"
+    assert user_server_account(dask=False, workload_identity=True) == "notebooks"
+    assert user_server_account(dask=False, workload_identity=False) == ""
+    base = UserPlatform(
+        namespace="ns",
+        lake_bucket="lake",
+        object_store_endpoint=None,
+        object_store_secret=None,
+        mlflow=False,
+        kafka_bootstrap=None,
+    )
+    with_dask = UserPlatform(**{**base.__dict__, "compute": ComputeAddresses(dask_scheduler="tcp://s:8786")})
+    irsa_only = UserPlatform(**{**base.__dict__, "workload_identity": True})
+    assert user_service_account(base) == {"serviceAccount": "", "serviceAccountPurpose": ""}
+    # IRSA alone needs no Kubernetes API: no purpose, so the chart mounts no token and opens no egress.
+    assert user_service_account(irsa_only) == {"serviceAccount": "notebooks", "serviceAccountPurpose": ""}
+    dask = user_service_account(with_dask)
+    assert dask["serviceAccount"] == "dask-users"
+    assert "KubeCluster" in dask["serviceAccountPurpose"]

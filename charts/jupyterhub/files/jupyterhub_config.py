@@ -114,15 +114,16 @@ c.KubeSpawner.start_timeout = singleuser["startTimeout"]
 c.KubeSpawner.http_timeout = 60
 c.KubeSpawner.common_labels = singleuser["labels"]
 c.KubeSpawner.extra_labels = singleuser["podLabels"]
-# No Kubernetes API credentials in a user's pod, unless the release names the account users run
-# as (the platform's dask-users: exactly what creating one's own Dask clusters needs).
-if singleuser["serviceAccount"]:
-    c.KubeSpawner.service_account = singleuser["serviceAccount"]
+# No Kubernetes API credentials in a user's pod, unless the release says why its servers need them
+# (the platform's dask-users: exactly what creating one's own Dask clusters needs). An account
+# without a purpose only names the pods' identity (IRSA on EKS: the webhook mounts the web-identity
+# token in a volume of its own), so its API token stays unmounted.
+c.KubeSpawner.service_account = singleuser["serviceAccount"] or None
+if singleuser["serviceAccountPurpose"]:
     c.KubeSpawner.automount_service_account_token = True
     c.KubeSpawner.extra_annotations = {"qframe.io/needs-service-account-token": singleuser["serviceAccountPurpose"]}
 else:
     c.KubeSpawner.automount_service_account_token = False
-    c.KubeSpawner.service_account = None
 c.KubeSpawner.enable_user_namespaces = False
 c.KubeSpawner.uid = singleuser["uid"]
 c.KubeSpawner.gid = singleuser["uid"]

@@ -8,6 +8,12 @@ For each consumer ``name`` the script makes sure that:
 * a database ``name`` exists and is owned by that role;
 * CONNECT and TEMPORARY on that database are revoked from PUBLIC, so other roles cannot use it.
 
+The login in ``--dsn`` need not be a superuser: a role with CREATEROLE and CREATEDB (what a managed
+service such as RDS gives its master user) is enough. Such a login may not name the SUPERUSER,
+REPLICATION or BYPASSRLS attributes in ALTER ROLE at all, so an existing role is only given the
+attributes it lacks, and it must be a member of a role to make it a database's owner, so it grants
+itself each consumer's role first.
+
 Usage (in the chart's Job, or on a workstation)::
 
     python3 init-databases.py --dsn "host=... port=5432 user=postgres dbname=postgres" \
@@ -17,7 +23,7 @@ The superuser password comes from ``--password-file`` (the chart mounts the Secr
 it never sits in the pod's environment) or else libpq's own sources (PGPASSWORD, PGPASSFILE). The JSON file is a list of
 objects with ``name`` and exactly one of ``password``, ``passwordEnv`` (the name of an environment
 variable) or ``passwordFile`` (a path), so the file itself need not hold secrets. Identifiers are
-quoted with psycopg.sql; passwords are sent as quoted literals and never printed.
+quoted with psycopg.sql; passwords are sent as SCRAM verifiers (hashed here) and never printed.
 Requires Python 3.9+ and psycopg 3.
 """
 
@@ -36,6 +42,17 @@ from psycopg import sql
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+# Each attribute of ROLE_ATTRIBUTES with the pg_roles column that holds it and the wanted value.
+ATTRIBUTE_COLUMNS = {
+    "LOGIN": "rolcanlogin",
+    "SUPERUSER": "rolsuper",
+    "CREATEDB": "rolcreatedb",
+    "CREATEROLE": "rolcreaterole",
+    "REPLICATION": "rolreplication",
+    "BYPASSRLS": "rolbypassrls",
+    "INHERIT": "rolinherit",
+}
+WANTED = {keyword: keyword in ("LOGIN", "INHERIT") for keyword in ATTRIBUTE_COLUMNS}
 
 
 class ConfigError(ValueError):
@@ -96,7 +113,7 @@ def read_secret_file(path: str, what: str) -> str:
 
 
 def connect(dsn: str, wait_seconds: float, password: str | None = None) -> psycopg.Connection[Any]:
-    """A superuser connection in autocommit mode, retrying until the server accepts it."""
+    """An admin connection in autocommit mode, retrying until the server accepts it."""
     deadline = time.monotonic() + wait_seconds
     extra = {} if password is None else {"password": password}
     while True:
@@ -109,18 +126,46 @@ def connect(dsn: str, wait_seconds: float, password: str | None = None) -> psyco
             time.sleep(2)
 
 
+def attribute_fixes(current: dict[str, bool]) -> list[str]:
+    """The ALTER ROLE keywords that bring ``current`` (keyword -> value) to ROLE_ATTRIBUTES."""
+    return [
+        keyword if WANTED[keyword] else f"NO{keyword}" for keyword, value in current.items() if value != WANTED[keyword]
+    ]
+
+
+def is_superuser(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+def _grant_membership(conn: psycopg.Connection[Any], name: str) -> None:
+    """A non-superuser may only hand a database to a role it is a member of (CREATE/ALTER DATABASE ... OWNER)."""
+    member = conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (name,)).fetchone()
+    if not (member and member[0]):
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
+
+
 def ensure_consumer(conn: psycopg.Connection[Any], name: str, password: str) -> list[str]:
     """Brings one consumer's role and database to the wanted state; returns what was created."""
     created: list[str] = []
     role = sql.Identifier(name)
     attributes = sql.SQL(ROLE_ATTRIBUTES)
-    secret = sql.Literal(password)
-    exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (name,)).fetchone()
-    if exists is None:
+    # The verifier, computed here as psql's \password does: the cleartext never reaches the server.
+    secret = sql.Literal(conn.pgconn.encrypt_password(password.encode(), name.encode()).decode())
+    columns = sql.SQL(", ").join(sql.Identifier(column) for column in ATTRIBUTE_COLUMNS.values())
+    current = conn.execute(
+        sql.SQL("SELECT {} FROM pg_catalog.pg_roles WHERE rolname = %s").format(columns), (name,)
+    ).fetchone()
+    if current is None:
         conn.execute(sql.SQL("CREATE ROLE {} WITH {} PASSWORD {}").format(role, attributes, secret))
         created.append(f"role {name}")
     else:
-        conn.execute(sql.SQL("ALTER ROLE {} WITH {} PASSWORD {}").format(role, attributes, secret))
+        conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(role, secret))
+        wrong = attribute_fixes(dict(zip(ATTRIBUTE_COLUMNS, current)))  # noqa: B905 - Python 3.9
+        if wrong:
+            conn.execute(sql.SQL("ALTER ROLE {} WITH {}").format(role, sql.SQL(" ".join(wrong))))
+    if not is_superuser(conn):
+        _grant_membership(conn, name)
     exists = conn.execute("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone()
     if exists is None:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(role, role))
@@ -136,9 +181,14 @@ def run(
     dsn: str, consumers: list[tuple[str, str]], wait_seconds: float = 0, superuser_password: str | None = None
 ) -> None:
     with connect(dsn, wait_seconds, superuser_password) as conn:
-        # Statements carry passwords: keep them out of the server log for this session.
-        conn.execute("SET log_statement = 'none'")
-        conn.execute("SET log_min_duration_statement = -1")
+        # Statements carry password verifiers: keep them out of the server log for this session.
+        # Only a superuser may; a managed service's master user is refused, and then the log can
+        # show at most a SCRAM verifier (ensure_consumer never sends a password in clear).
+        try:
+            conn.execute("SET log_statement = 'none'")
+            conn.execute("SET log_min_duration_statement = -1")
+        except psycopg.errors.InsufficientPrivilege:
+            print("statement logging stays as the server has it (not a superuser)", flush=True)
         for name, password in consumers:
             created = ensure_consumer(conn, name, password)
             state = "created " + ", ".join(created) if created else "already present; password re-set"

@@ -21,6 +21,11 @@ COMPUTE_TAINT_KEY = "qframe.io/compute"
 # The IRSA service accounts the compute workers run as (infra/components/aws/irsa.py creates them).
 DASK_WORKERS_SERVICE_ACCOUNT = "dask-workers"
 RAY_WORKERS_SERVICE_ACCOUNT = "ray-workers"
+# The IRSA account users' servers run as on S3 stacks without Dask (with Dask they run as Dask's
+# dask-users, which then carries the notebooks role too: one account per pod, so one for both).
+NOTEBOOKS_SERVICE_ACCOUNT = "notebooks"
+# The annotation the EKS pod identity webhook reads to give a ServiceAccount's pods an IAM role.
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 def cluster_name(stack: str) -> str:

@@ -168,8 +168,13 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer.apply(issuer_host_path)
         self.kms_key_arn = key_arn
+        # EKS creates it and puts it on the control plane and on every managed node group's nodes.
+        self.cluster_security_group_id: pulumi.Output[str] = cluster.vpc_config.apply(
+            lambda vpc: str(vpc.cluster_security_group_id or "")
+        )
         self.register_outputs(
             {
+                "cluster_security_group_id": self.cluster_security_group_id,
                 "name": self.name,
                 "oidc_provider_arn": self.oidc_provider_arn,
                 "oidc_issuer": self.oidc_issuer,

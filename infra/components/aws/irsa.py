@@ -17,7 +17,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.aws import DASK_WORKERS_SERVICE_ACCOUNT, IAM_VERSION, RAY_WORKERS_SERVICE_ACCOUNT
+from infra.components.aws import (
+    DASK_WORKERS_SERVICE_ACCOUNT,
+    IAM_VERSION,
+    NOTEBOOKS_SERVICE_ACCOUNT,
+    RAY_WORKERS_SERVICE_ACCOUNT,
+    ROLE_ARN_ANNOTATION,
+)
 from infra.components.aws.eks import STS_AUDIENCE
 from infra.components.object_store.s3 import OBJECT_ACTIONS, bucket_arn
 from infra.config import Buckets
@@ -27,8 +33,11 @@ from infra.scope import Scope
 KMS_ACTIONS: tuple[str, ...] = ("kms:Decrypt", "kms:GenerateDataKey")
 # The workloads whose pods run as their IRSA service account today; this component creates those
 # accounts. The others' roles wait for their charts to name an account (the trust is already exact).
-POD_SERVICE_ACCOUNTS: frozenset[str] = frozenset({DASK_WORKERS_SERVICE_ACCOUNT, RAY_WORKERS_SERVICE_ACCOUNT})
-ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
+# ``notebooks`` only where users' servers run as it (no Dask): with Dask they run as Dask's
+# ``dask-users``, which the Dask component creates and annotates with the notebooks role.
+POD_SERVICE_ACCOUNTS: frozenset[str] = frozenset(
+    {DASK_WORKERS_SERVICE_ACCOUNT, RAY_WORKERS_SERVICE_ACCOUNT, NOTEBOOKS_SERVICE_ACCOUNT}
+)
 # Where ingestion writes in the data lake (the platform's lake layout, qframe.research DATASETS_DIR).
 DATASETS_PREFIX = "datasets/"
 
@@ -43,16 +52,26 @@ class WorkloadAccess:
 
 
 def workload_accesses(
-    buckets: Buckets, *, mlflow: bool, notebooks: bool, dask: bool, ray: bool
+    buckets: Buckets,
+    *,
+    mlflow: bool,
+    notebooks: bool,
+    dask: bool,
+    ray: bool,
+    notebooks_service_account: str = NOTEBOOKS_SERVICE_ACCOUNT,
 ) -> list[WorkloadAccess]:
-    """The workloads the stack deploys that reach S3, each with its service account and scope (pure)."""
+    """The workloads the stack deploys that reach S3, each with its service account and scope (pure).
+
+    ``notebooks_service_account`` is the one account users' servers run as
+    (``infra.components.jupyterhub.user_server_account``).
+    """
     lake = buckets.data_lake
     found = [WorkloadAccess("ingestion", "ingestion", lake, DATASETS_PREFIX)]
     if mlflow:
         # MLflow serves artifacts to its clients (--serve-artifacts), so only the server reaches the bucket.
         found.append(WorkloadAccess("mlflow", "mlflow", buckets.mlflow_artifacts, ""))
     if notebooks:
-        found.append(WorkloadAccess("notebooks", "notebooks", lake, ""))
+        found.append(WorkloadAccess("notebooks", notebooks_service_account, lake, ""))
     if dask:
         found.append(WorkloadAccess("dask-workers", DASK_WORKERS_SERVICE_ACCOUNT, lake, ""))
     if ray:

@@ -1,27 +1,32 @@
 """The ``rds`` PostgreSQL: an RDS instance (pulumi-aws) with the same outputs as the in-cluster one.
 
-The instance is encrypted at rest, never publicly accessible, lives in the subnets and security
-groups named in config, and keeps a final snapshot on delete. Outside ``environment: dev``
-deletion protection is on and automated backups are kept for at least
-``MIN_BACKUP_RETENTION_DAYS`` days, whatever the config says. The master password is a
-``GeneratedPassword``: a Pulumi secret that never appears in plain config or state. The AWS
-provider comes from the program through ``providers=`` (infra/providers.py).
+The instance is encrypted at rest, never publicly accessible, and keeps a final snapshot on
+delete. Outside ``environment: dev`` deletion protection is on and automated backups are kept for
+at least ``MIN_BACKUP_RETENTION_DAYS`` days, whatever the config says. Its network is either the
+stack's own VPC (``aws.network``: a DB subnet group over the private subnets and a security group
+admitting 5432 only from the EKS cluster security group, which the managed node groups' nodes
+carry) or the subnets and security groups named in ``postgres.rds``. The AWS provider comes from
+the program through ``providers=`` (infra/providers.py).
 
-TODO(rds-roles): for now every consumer Secret carries the master login and the instance's
-initial database (``DATABASE``). The in-cluster variant gives each consumer its own role and
-database; for RDS the same init script should run as a Kubernetes Job against the RDS endpoint,
-after which these Secrets switch to per-consumer generated passwords without changing names.
+Each consumer has its own database and login, as in the in-cluster variant: the Job built in
+rds_init.py runs the in-cluster chart's init script against the RDS endpoint over TLS and creates
+or updates one role (a ``GeneratedPassword``) and one database per consumer. The consumers'
+Secrets (``postgres-<consumer>``) carry only their own login; the master login
+(``MASTER_USERNAME``, a ``GeneratedPassword`` too) is in ``SUPERUSER_SECRET`` alone, which only
+that Job mounts. The Job is replaced, and so re-run, when a password changes; otherwise a
+``pulumi up`` leaves it as it is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from infra.components.credentials import credentials_secret
 from infra.components.postgres import (
@@ -31,8 +36,11 @@ from infra.components.postgres import (
     SUPERUSER_SECRET_KEY,
     connection_uri,
     consumer_secret_name,
+    database_name,
+    rds_init,
 )
 from infra.config import PROJECT, RdsSettings
+from infra.images import ImageRef
 from infra.passwords import GeneratedPassword
 from infra.scope import Scope
 
@@ -56,6 +64,19 @@ def final_snapshot_identifier(name: str) -> str:
     return cleaned[:255].rstrip("-")
 
 
+@dataclass(frozen=True)
+class StackNetwork:
+    """The stack's own VPC (``aws.network``), used instead of ``postgres.rds.subnetIds/securityGroupIds``."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """The private subnets (nodes and databases share them)."""
+    client_security_group_id: pulumi.Input[str]
+    """The EKS cluster security group: the managed node groups' nodes, and so every pod, carry it."""
+    subnet_cidrs: Sequence[str]
+    """Those subnets' CIDRs: where the init Job's egress may go."""
+
+
 @dataclass
 class RdsPostgresArgs:
     namespace: pulumi.Input[str]
@@ -65,10 +86,15 @@ class RdsPostgresArgs:
     production: bool
     """Any environment but dev: deletion protection on, backups kept at least the minimum."""
     tags: Mapping[str, str]
+    image: ImageRef
+    """The postgres image (python3 + psycopg): the init Job runs the chart's script with it."""
+    network: StackNetwork | None = None
+    ca_bundle: str | None = field(default=None)
+    """PEM of the RDS certificate authorities: the init Job then verifies the server (verify-full)."""
 
 
 class RdsPostgres(pulumi.ComponentResource):
-    """An RDS PostgreSQL instance plus the consumers' connection Secrets in the namespace."""
+    """An RDS PostgreSQL instance, a database and login per consumer, and their Secrets in the namespace."""
 
     host: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -82,14 +108,39 @@ class RdsPostgres(pulumi.ComponentResource):
         tags = dict(args.tags)
         namespace = pulumi.Output.from_input(args.namespace)
         child = pulumi.ResourceOptions(parent=self)
-        # The instance holds the data; its password must never churn under it.
+        # The instance holds the data; its passwords must never churn under it.
         stateful = pulumi.ResourceOptions(parent=self, protect=scope.protect)
 
         master_password = GeneratedPassword(f"{name}-master-password", opts=stateful)
+        subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] = list(rds.subnet_ids)
+        security_group_ids: list[pulumi.Input[str]] = list(rds.security_group_ids)
+        egress_cidrs: Sequence[str] = ()
+        if args.network is not None:
+            net = args.network
+            subnet_ids, egress_cidrs = net.subnet_ids, net.subnet_cidrs
+            group = aws.ec2.SecurityGroup(
+                f"{name}-sg",
+                description=f"{PROJECT} {pulumi.get_stack()}: PostgreSQL from the EKS cluster only",
+                vpc_id=net.vpc_id,
+                ingress=[
+                    aws.ec2.SecurityGroupIngressArgs(
+                        protocol="tcp",
+                        from_port=PORT,
+                        to_port=PORT,
+                        security_groups=[net.client_security_group_id],
+                        description="PostgreSQL from the EKS cluster security group",
+                    )
+                ],
+                # RDS answers on the connections it accepted; it opens none of its own.
+                egress=[],
+                tags=tags,
+                opts=child,
+            )
+            security_group_ids = [group.id]
         subnet_group = aws.rds.SubnetGroup(
             f"{name}-subnets",
             description=f"{PROJECT} {pulumi.get_stack()}: PostgreSQL subnets",
-            subnet_ids=list(rds.subnet_ids),
+            subnet_ids=subnet_ids,
             tags=tags,
             opts=child,
         )
@@ -102,7 +153,7 @@ class RdsPostgres(pulumi.ComponentResource):
             storage_type="gp3",
             storage_encrypted=True,
             publicly_accessible=False,
-            vpc_security_group_ids=list(rds.security_group_ids),
+            vpc_security_group_ids=security_group_ids,
             db_subnet_group_name=subnet_group.name,
             multi_az=rds.multi_az,
             port=PORT,
@@ -130,21 +181,36 @@ class RdsPostgres(pulumi.ComponentResource):
             data=master_password.value.apply(lambda pw: {SUPERUSER_SECRET_KEY: pw, "username": MASTER_USERNAME}),
             opts=child,
         )
+        secrets: list[pulumi.Resource] = [superuser]
+        passwords: list[pulumi.Output[str]] = [master_password.value]
         names: dict[str, str] = {}
         for consumer in CONSUMERS:
+            password = GeneratedPassword(f"{name}-{consumer}-password", opts=stateful)
             secret_name = consumer_secret_name(consumer)
-            # TODO(rds-roles): per-consumer roles and databases (see the module docstring).
-            data = pulumi.Output.all(host, master_password.value).apply(_connection_data())
-            credentials_secret(
-                f"{name}-{consumer}",
-                name=secret_name,
-                namespace=namespace,
-                labels={**labels, "qframe.io/postgres-consumer": consumer},
-                data=data,
-                opts=child,
+            data = pulumi.Output.all(host, password.value).apply(_connection_data(database_name(consumer)))
+            secrets.append(
+                credentials_secret(
+                    f"{name}-{consumer}",
+                    name=secret_name,
+                    namespace=namespace,
+                    labels={**labels, "qframe.io/postgres-consumer": consumer},
+                    data=data,
+                    opts=child,
+                )
             )
+            passwords.append(password.value)
             names[consumer] = secret_name
 
+        self.init_job = self._init_job(
+            name,
+            args,
+            namespace=namespace,
+            host=host,
+            passwords=passwords,
+            secrets=names,
+            needs=[instance, *secrets],
+            egress_cidrs=egress_cidrs,
+        )
         self.host = host
         self.port = pulumi.Output.from_input(PORT)
         self.superuser_secret = superuser.metadata.apply(lambda m: str(m["name"]))
@@ -155,24 +221,84 @@ class RdsPostgres(pulumi.ComponentResource):
                 "port": self.port,
                 "superuser_secret": self.superuser_secret,
                 "connection_secrets": self.connection_secrets,
+                "init_job": self.init_job.metadata.apply(lambda m: str(m["name"])),
             }
         )
 
+    def _init_job(
+        self,
+        name: str,
+        args: RdsPostgresArgs,
+        *,
+        namespace: pulumi.Output[str],
+        host: pulumi.Output[str],
+        passwords: list[pulumi.Output[str]],
+        secrets: Mapping[str, str],
+        needs: list[pulumi.Resource],
+        egress_cidrs: Sequence[str],
+    ) -> k8s.batch.v1.Job:
+        """The init Job, its script's ConfigMap and its egress policy (rds_init.py builds them)."""
+        child = pulumi.ResourceOptions(parent=self)
+        labels = args.scope.object_labels("postgres", component=rds_init.COMPONENT)
+        selector = {
+            k: labels[k]
+            for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
+        }
+        script = k8s.core.v1.ConfigMap(
+            f"{name}-init-databases",
+            metadata={"name": rds_init.JOB_NAME, "namespace": namespace, "labels": labels},
+            data=rds_init.config_map_data(CONSUMERS, args.ca_bundle),
+            opts=child,
+        )
+        policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-init-databases-egress",
+            metadata={"name": f"{rds_init.JOB_NAME}-egress", "namespace": namespace, "labels": labels},
+            spec=rds_init.network_policy_spec(selector, egress_cidrs),
+            opts=child,
+        )
+        # A digest of random passwords reveals nothing: it may stay in plain state and diffs.
+        digest = pulumi.Output.unsecret(pulumi.Output.all(*passwords).apply(rds_init.passwords_digest))
+        spec = pulumi.Output.all(host, digest).apply(
+            lambda values: rds_init.job_spec(
+                host=str(values[0]),
+                user=MASTER_USERNAME,
+                dbname=DATABASE,
+                image=args.image,
+                labels=labels,
+                config_map=rds_init.JOB_NAME,
+                superuser_secret=SUPERUSER_SECRET,
+                consumer_secrets=secrets,
+                digest=str(values[1]),
+                verify_ca=bool(args.ca_bundle),
+            )
+        )
+        return k8s.batch.v1.Job(
+            f"{name}-init-databases",
+            metadata={"name": rds_init.JOB_NAME, "namespace": namespace, "labels": labels},
+            spec=spec,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*needs, script, policy],
+                # A Job's pod template is immutable: a new digest (a rotated password), script or
+                # image means a new Job under the same name, which runs the script again.
+                replace_on_changes=["spec"],
+                delete_before_replace=True,
+            ),
+        )
 
-def _connection_data() -> Callable[[list[Any]], dict[str, str]]:
-    """The keys of a consumer's Secret, from ``[host, password]`` (for Output.all(...).apply)."""
+
+def _connection_data(user: str) -> Callable[[list[Any]], dict[str, str]]:
+    """The keys of one consumer's Secret, from ``[host, password]`` (for Output.all(...).apply)."""
 
     def build(values: list[Any]) -> dict[str, str]:
         host, password = str(values[0]), str(values[1])
         return {
-            "username": MASTER_USERNAME,
+            "username": user,
             "password": password,
-            "database": DATABASE,
+            "database": user,
             "host": host,
             "port": str(PORT),
-            "uri": connection_uri(
-                user=MASTER_USERNAME, password=password, host=host, port=PORT, database=DATABASE, tls=True
-            ),
+            "uri": connection_uri(user=user, password=password, host=host, port=PORT, database=user, tls=True),
         }
 
     return build
