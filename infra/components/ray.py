@@ -40,6 +40,12 @@ CLUSTER_LABEL = "ray.io/cluster"
 NODE_TYPE_LABEL = "ray.io/node-type"
 # Pods with this label (notebooks) may open the head's client and dashboard/job ports.
 CLIENT_LABEL = {"qframe.io/ray-client": "true"}
+# grpcio (1.85 in the image) installs fork handlers by default. The head's client proxier forks a
+# server process per Ray client while its own gRPC threads are busy; the handlers are then skipped
+# and the child dies before it execs ("Starting Ray client server failed", epoll_wait EBADF), and the
+# client's sweep fell back to sequential. On the real node 3 of 30 concurrent connects failed with
+# the handlers and 0 of 105 without. Ray processes fork only to exec, which needs no handlers.
+GRPC_FORK_ENV = {"name": "GRPC_ENABLE_FORK_SUPPORT", "value": "0"}
 
 
 def head_service(namespace: str, cluster: str = CLUSTER) -> str:
@@ -67,7 +73,7 @@ def _container(name: str, image: ImageRef, resources: dict[str, Any], platform: 
         "name": name,
         "image": image.reference,
         "imagePullPolicy": image.pull_policy,
-        "env": env(platform),
+        "env": [*env(platform), GRPC_FORK_ENV],
         "resources": resources,
         "securityContext": base.container_security_context(),
         "volumeMounts": [mount],

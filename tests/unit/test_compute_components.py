@@ -194,6 +194,19 @@ def test_ray_probes_do_not_need_wget() -> None:
         assert group["template"]["spec"]["automountServiceAccountToken"] is False
 
 
+def test_ray_processes_fork_without_grpc_fork_handlers() -> None:
+    """The head's client proxier forks a server per client; with grpcio's fork handlers on, about one
+    concurrent connect in ten died before exec on the real node and the sweep ran sequentially."""
+    cluster = ray.build_cluster(SCOPE, _ray(RAY_CONFIGS["gpu-group"]), WORKER, MINIO)
+    templates = [cluster["spec"]["headGroupSpec"]["template"]] + [
+        g["template"] for g in cluster["spec"]["workerGroupSpecs"]
+    ]
+    for template in templates:
+        env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        assert env["GRPC_ENABLE_FORK_SUPPORT"] == "0"
+        assert "QFRAME_LAKE_URL" in env  # added to the platform's variables, not instead of them
+
+
 def test_the_crd_check_is_real() -> None:
     """A misspelled field or a number where the dask CRD wants a named port fails, as the API would."""
     cluster = dask.build_cluster(SCOPE, _dask({}), WORKER, MINIO)
