@@ -13,10 +13,10 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kafka": "94ed72bcf5d4",
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
-    "mlflow": "74ea8bd34498",
-    "notebook": "8a24b2dfccdf",
+    "mlflow": "48c558d27e49",
+    "notebook": "4c7d80b24d0d",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "5729a82f6153",
+    "worker": "2b017417990c",
 }
