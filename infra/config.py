@@ -47,7 +47,11 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+# A KMS key ARN, an alias ARN, or an alias name (alias/<name>); the program resolves aliases to
+# their key's ARN (infra/components/aws/kms.py), which IAM policies need.
+_KMS_REF = re.compile(
+    r"^(arn:aws[a-z-]*:kms:([a-z0-9-]+):[0-9]{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]+)|alias/[A-Za-z0-9/_-]+)$"
+)
 _IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
@@ -187,7 +191,15 @@ TopicName = Annotated[str, AfterValidator(_topic)]
 AwsRegion = Annotated[str, _matches(_AWS_REGION, "an AWS region", "eu-west-1")]
 SubnetId = Annotated[str, _matches(_SUBNET, "a subnet id", "subnet-0a1b2c3d4e5f60718")]
 SecurityGroupId = Annotated[str, _matches(_SECURITY_GROUP, "a security group id", "sg-0a1b2c3d4e5f60718")]
-KmsKeyArn = Annotated[str, _matches(_KMS_ARN, "a KMS key or alias ARN", "arn:aws:kms:eu-west-1:123456789012:key/...")]
+KmsKeyArn = Annotated[
+    str,
+    _matches(
+        _KMS_REF,
+        "a KMS key ARN, alias ARN or alias name",
+        "arn:aws:kms:eu-west-1:123456789012:key/<key-id>, "
+        "arn:aws:kms:eu-west-1:123456789012:alias/<name> or alias/<name>",
+    ),
+]
 IamName = Annotated[str, _matches(_IAM_NAME, "an IAM role or user name", "qframe-research")]
 Username = Annotated[str, _matches(_USERNAME, "a user name", "alice")]
 HttpsUrl = Annotated[str, _matches(_HTTPS_URL, "an https URL", "https://sso.example.com/oauth2/token")]
@@ -692,7 +704,6 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # NVIDIA instance families (g4dn, g5, g6e, p4d, p5, ...); the GPU AMI and device plugin need them.
 # g4ad carries AMD GPUs, which the NVIDIA AMI cannot drive.
 _GPU_INSTANCE = re.compile(r"^(?!g4ad\.)(g[0-9]+|p[0-9]+)[a-z]*\.[a-z0-9]+$")
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):[0-9]{12}:key/[A-Za-z0-9-]+$")
 
 
 def _vpc_cidr(value: str) -> str:
@@ -745,9 +756,6 @@ VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
 PublicAccessCidr = Annotated[str, AfterValidator(_public_access_cidr)]
 EksVersion = Annotated[str, AfterValidator(_eks_version)]
 InstanceType = Annotated[str, _matches(_INSTANCE_TYPE, "an EC2 instance type", "m6i.large")]
-KmsKeyOnlyArn = Annotated[
-    str, _matches(_KMS_KEY_ARN, "a KMS key ARN (not an alias)", "arn:aws:kms:eu-west-1:123456789012:key/...")
-]
 
 
 class NetworkSettings(Closed):
@@ -896,7 +904,8 @@ class AwsSettings(Closed):
     eks: EksSettings | None = None
     ecr: EcrSettings | None = None
     # Encrypts the EKS cluster's Secrets; without it the stack creates a key (with rotation on).
-    kms_key_arn: KmsKeyOnlyArn | None = None
+    # An alias (ARN or alias/<name>) is resolved to its key's ARN where the program runs.
+    kms_key_arn: KmsKeyArn | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -928,12 +937,12 @@ class AwsSettings(Closed):
                     "encrypts the EKS cluster's Secrets and is read only with aws.eks; remove it "
                     "(buckets take objectStore.s3.kmsKeyArn)",
                 )
-            match = _KMS_KEY_ARN.fullmatch(self.kms_key_arn)
-            if match is not None and match.group(1) != self.region:
+            match = _KMS_REF.fullmatch(self.kms_key_arn)
+            if match is not None and match.group(2) is not None and match.group(2) != self.region:
                 raise RuleError(
                     "kmsKeyArn",
                     self.kms_key_arn,
-                    f"is a key of region {match.group(1)}, but EKS needs a key of the cluster's region {self.region}",
+                    f"is in region {match.group(2)}, but EKS needs a key of the cluster's region {self.region}",
                 )
         return self
 
@@ -1025,7 +1034,9 @@ class StackConfig(Closed):
                     f"needs an AWS account: also set {PROJECT}:aws with at least a region, "
                     "e.g. aws: {region: eu-west-1}",
                 )
-        if self.postgres.kind == "rds":
+        if self.postgres.kind == "rds" and self.aws is not None and self.aws.network is not None:
+            self._rds_in_stack_network()
+        elif self.postgres.kind == "rds":
             rds = self.postgres.rds
             if len(rds.subnet_ids) < 2:
                 raise RuleError(
@@ -1052,6 +1063,22 @@ class StackConfig(Closed):
                     "choose another key such as team or cost-center",
                 )
         return self
+
+    def _rds_in_stack_network(self) -> None:
+        """With aws.network, RDS lives in the stack's VPC: naming other subnets or groups is ambiguous."""
+        rds = self.postgres.rds
+        for key, field, value in (
+            ("subnetIds", "subnet_ids", rds.subnet_ids),
+            ("securityGroupIds", "security_group_ids", rds.security_group_ids),
+        ):
+            if field in rds.model_fields_set:
+                raise RuleError(
+                    f"postgres.rds.{key}",
+                    list(value),
+                    "is ambiguous with aws.network: RDS then uses the stack VPC's private subnets and a security "
+                    "group admitting 5432 only from the EKS cluster; remove postgres.rds."
+                    f"{key} (or aws.network/aws.eks to place RDS yourself)",
+                )
 
     def _aws_in_use(self) -> None:
         if self.aws is None:

@@ -88,6 +88,16 @@ class ProgramRun:
 MOCK_ACCOUNT = "123456789012"
 MOCK_ZONES = tuple(f"mock-zone-{letter}" for letter in "abcdef")
 ZONES_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
+KMS_ALIAS_INVOKE = "aws:kms/getAlias:getAlias"
+
+
+def mock_alias_key_id(alias: str) -> str:
+    """The key an alias resolves to under mocks: recognisable, and never the alias itself."""
+    return "mock-key-" + alias.removeprefix("alias/").replace("/", "-")
+
+
+def mock_alias_key_arn(alias: str) -> str:
+    return f"arn:aws:kms:mock:{MOCK_ACCOUNT}:key/{mock_alias_key_id(alias)}"
 
 
 def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +131,8 @@ def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -
 class _EchoMocks(pulumi.runtime.Mocks):
     """Resources echo their inputs as state (plus ``computed_outputs``) and get a stable id.
 
-    Invokes return nothing, except the availability zones (``MOCK_ZONES``) a VPC is spread over.
+    Invokes return nothing, except the availability zones (``MOCK_ZONES``) a VPC is spread over and
+    a KMS alias's target key (``mock_alias_key_arn``).
     """
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -136,6 +147,14 @@ class _EchoMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == ZONES_INVOKE:
             return {"names": list(MOCK_ZONES), "zoneIds": [f"mock-az{i}" for i in range(len(MOCK_ZONES))]}, []
+        if args.token == KMS_ALIAS_INVOKE:
+            alias = str(args.args.get("name", ""))
+            return {
+                "name": alias,
+                "arn": f"arn:aws:kms:mock:{MOCK_ACCOUNT}:{alias}",
+                "targetKeyId": mock_alias_key_id(alias),
+                "targetKeyArn": mock_alias_key_arn(alias),
+            }, []
         return {}, None
 
 

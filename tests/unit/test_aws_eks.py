@@ -20,11 +20,20 @@ from infra.components import dask, ray
 from infra.components.aws.ecr import lifecycle_policy, repository_names
 from infra.components.aws.eks import kubeconfig, vpc_config
 from infra.components.aws.irsa import WorkloadAccess, permission_policy, trust_policy
+from infra.components.aws.kms import alias_name
 from infra.components.aws.network import subnet_plan
 from infra.components.operators.platform_env import ComputePlatform
 from infra.config import DaskSettings, NotebookGpu, RayGpu, RaySettings, StackConfig, parse_raw_config
 from infra.images import deployed_images, image_ref
-from infra.offline import MOCK_ACCOUNT, MOCK_ZONES, REPO_ROOT, ProgramRun, load_stack_file, run_program
+from infra.offline import (
+    MOCK_ACCOUNT,
+    MOCK_ZONES,
+    REPO_ROOT,
+    ProgramRun,
+    load_stack_file,
+    mock_alias_key_arn,
+    run_program,
+)
 from infra.scope import Scope
 from tests.harness.operator_crs import cr_schema_errors, pods_as_workloads
 from tests.harness.security import violations
@@ -146,8 +155,11 @@ def test_eks_adds_aws_resources_only_the_kubernetes_objects_are_the_same(aws_run
     without = aws_section()
     for key in ("network", "eks", "ecr"):
         del without[key]
-    # Without ECR the stack pulls from a plain registry prefix again.
-    plain = run_program(AWS_STACK, overrides={"aws": without, "images": {"registry": "qframe"}})
+    # Without ECR the stack pulls from a plain registry prefix again; without the VPC RDS needs subnets.
+    postgres = json.loads(load_stack_file(AWS_STACK)["qframe-research:postgres"])
+    postgres["rds"].update(subnetIds=["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"])
+    postgres["rds"].update(securityGroupIds=["sg-0a1b2c3d4e5f60718"])
+    plain = run_program(AWS_STACK, overrides={"aws": without, "images": {"registry": "qframe"}, "postgres": postgres})
 
     def kubernetes(run: ProgramRun) -> list[str]:
         return sorted(f"{r.type}::{r.name}" for r in run.resources if r.type.startswith("kubernetes:"))
@@ -775,3 +787,76 @@ def test_no_worker_identity_without_s3_or_off_eks() -> None:
         spec = run.one("kubernetes:kubernetes.dask.org/v1:DaskCluster").inputs["spec"]
         assert "serviceAccountName" not in spec["worker"]["spec"]
         assert not [r for r in run.of_type("kubernetes:core/v1:ServiceAccount") if r.name.startswith("irsa-")]
+
+
+# --- KMS aliases -----------------------------------------------------------------------------------
+
+
+def test_kms_alias_shapes() -> None:
+    assert alias_name("alias/qframe") == "alias/qframe"
+    assert alias_name("arn:aws:kms:eu-west-1:123456789012:alias/team/qframe") == "alias/team/qframe"
+    assert alias_name(BUCKET_KEY) is None
+
+
+def test_kms_aliases_are_resolved_to_key_arns_before_any_iam_document() -> None:
+    store = json.loads(load_stack_file(AWS_STACK)["qframe-research:objectStore"])
+    lake_alias = "arn:aws:kms:eu-west-1:123456789012:alias/qframe-lake"
+    store["s3"]["kmsKeyArn"] = lake_alias
+    run = run_program(AWS_STACK, overrides={"aws": aws_section(kmsKeyArn="alias/qframe-eks"), "objectStore": store})
+    # The mocked aws.kms.get_alias invoke answers with the alias's target key.
+    lake_key, eks_key = mock_alias_key_arn("alias/qframe-lake"), mock_alias_key_arn("alias/qframe-eks")
+    assert run.one(CLUSTER_TYPE).inputs["encryptionConfig"]["provider"] == {"keyArn": eks_key}
+    assert run.of_type("aws:kms/key:Key") == []
+    documents = policy_documents(run)
+    kms_resources = {
+        name: statement["Resource"]
+        for name, document in documents.items()
+        for statement in document["Statement"]
+        if any(str(action).startswith("kms:") for action in _as_list(statement["Action"]))
+    }
+    # Every IRSA role and the S3 workload policy name the key itself, never the alias.
+    assert kms_resources == {
+        **{
+            f"irsa-{w}-s3.policy": lake_key for w in ("ingestion", "mlflow", "notebooks", "dask-workers", "ray-workers")
+        },
+        "object-store-workloads.policy": [lake_key],
+    }
+    assert "alias/" not in json.dumps(documents)
+    for encryption in run.of_type(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ):
+        default = encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+        assert default == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": lake_key}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- RDS in the stack's VPC -------------------------------------------------------------------------
+
+
+def test_rds_in_the_stack_vpc_reachable_only_from_the_cluster_security_group(aws_run: ProgramRun) -> None:
+    group = aws_run.one("aws:rds/subnetGroup:SubnetGroup").inputs
+    assert group["subnetIds"] == [f"network-private-{i}-id" for i in range(3)]
+    rds_sg = aws_run.one("aws:ec2/securityGroup:SecurityGroup", "postgres-sg").inputs
+    assert rds_sg["vpcId"] == "network-vpc-id"
+    assert rds_sg["ingress"] == [
+        {
+            "protocol": "tcp",
+            "fromPort": 5432,
+            "toPort": 5432,
+            "securityGroups": ["sg-mock-eks-cluster-cluster"],
+            "description": "PostgreSQL from the EKS cluster security group",
+        }
+    ]
+    assert rds_sg["egress"] == []
+    instance = aws_run.one("aws:rds/instance:Instance").inputs
+    assert instance["vpcSecurityGroupIds"] == ["postgres-sg-id"]
+    assert instance["publiclyAccessible"] is False
+    # The init Job may open 5432 on the private subnets and nothing else.
+    policy = aws_run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres-init-databases-egress").inputs
+    cidrs = [zone.private for zone in subnet_plan("10.40.0.0/16", 3)]
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"protocol": "TCP", "port": 5432}], "to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]}
+    ]

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws import managed_policy_arn, service_trust_policy
+from infra.components.aws.kms import resolved_key_arn
 from infra.components.object_store.s3 import partition
 from infra.config import EksSettings
 
@@ -113,7 +114,8 @@ class EksCluster(pulumi.ComponentResource):
             )
             key_arn = key.arn
         else:
-            key_arn = pulumi.Output.from_input(args.kms_key_arn)
+            # An alias names a key; the encryption config and any grant need the key's own ARN.
+            key_arn = resolved_key_arn(args.kms_key_arn, parent=self)
 
         role = aws.iam.Role(
             f"{name}-role",

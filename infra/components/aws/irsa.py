@@ -8,6 +8,7 @@ key. No access keys exist anywhere: pods get short-lived credentials from their 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from infra.components.aws import (
     ROLE_ARN_ANNOTATION,
 )
 from infra.components.aws.eks import STS_AUDIENCE
+from infra.components.aws.kms import resolved_key_arn
 from infra.components.object_store.s3 import OBJECT_ACTIONS, bucket_arn
 from infra.config import Buckets
 from infra.scope import Scope
@@ -129,7 +131,7 @@ class IrsaArgs:
     """Host and path of the cluster's issuer (``EksCluster.oidc_issuer``)."""
     region: str
     bucket_kms_key_arn: str | None
-    """``objectStore.s3.kmsKeyArn``: the key the buckets are encrypted with, if any."""
+    """``objectStore.s3.kmsKeyArn``: the key (or an alias of it) the buckets are encrypted with, if any."""
     tags: Mapping[str, str]
     scope: Scope
     namespace_ref: pulumi.Input[str]
@@ -144,6 +146,8 @@ class Irsa(pulumi.ComponentResource):
     def __init__(self, name: str, args: IrsaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:aws:Irsa", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # IAM's kms actions match the key's ARN, never an alias: resolve one given in config.
+        key_arn = None if args.bucket_kms_key_arn is None else resolved_key_arn(args.bucket_kms_key_arn, parent=self)
         arns: dict[str, pulumi.Output[str]] = {}
         for access in args.accesses:
             trust = pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
@@ -159,7 +163,9 @@ class Irsa(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-{access.workload}-s3",
                 role=role.id,
-                policy=json.dumps(permission_policy(access, region=args.region, kms_key_arn=args.bucket_kms_key_arn)),
+                policy=pulumi.Output.from_input(key_arn).apply(
+                    functools.partial(_permission_json, access, args.region)
+                ),
                 opts=child,
             )
             arns[access.workload] = role.arn
@@ -179,6 +185,10 @@ class Irsa(pulumi.ComponentResource):
                 )
         self.role_arns = pulumi.Output.all(**arns) if arns else pulumi.Output.from_input({})
         self.register_outputs({"role_arns": self.role_arns})
+
+
+def _permission_json(access: WorkloadAccess, region: str, kms_key_arn: str | None) -> str:
+    return json.dumps(permission_policy(access, region=region, kms_key_arn=kms_key_arn))
 
 
 def _trust_json(namespace: str, service_account: str) -> Callable[[list[Any]], str]:

@@ -26,6 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.aws.kms import resolved_key_arn
 from infra.components.object_store import BUCKET_KEYS, bucket_names
 from infra.config import PROJECT, Buckets, S3Settings
 
@@ -133,7 +134,7 @@ def lifecycle_rules(*, scratch_prefix: str, expiration_days: int) -> list[dict[s
     ]
 
 
-def encryption_rule(kms_key_arn: str | None) -> dict[str, Any]:
+def encryption_rule(kms_key_arn: pulumi.Input[str] | None) -> dict[str, Any]:
     if kms_key_arn is None:
         return {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
     return {
@@ -177,6 +178,8 @@ class S3ObjectStore(pulumi.ComponentResource):
 
         names = bucket_names(args.buckets)
         arns = [bucket_arn(names[key], region) for key in BUCKET_KEYS]
+        # An alias in config becomes its key's ARN: IAM's kms actions match keys, never aliases.
+        key_arn = None if s3.kms_key_arn is None else resolved_key_arn(s3.kms_key_arn, parent=self)
         for key in BUCKET_KEYS:
             bucket_name = names[key]
             prefix = f"{name}-{key.replace('_', '-')}"
@@ -212,7 +215,7 @@ class S3ObjectStore(pulumi.ComponentResource):
             aws.s3.BucketServerSideEncryptionConfiguration(
                 f"{prefix}-encryption",
                 bucket=bucket.bucket,
-                rules=[encryption_rule(s3.kms_key_arn)],  # type: ignore[list-item]
+                rules=[encryption_rule(key_arn)],  # type: ignore[list-item]
                 opts=child,
             )
             aws.s3.BucketPolicy(
@@ -235,7 +238,7 @@ class S3ObjectStore(pulumi.ComponentResource):
             f"{name}-workloads",
             name=_sanitize(f"{PROJECT}-{pulumi.get_stack()}-object-store"),
             description=f"{PROJECT}: workload access to the platform's S3 buckets",
-            policy=json.dumps(workload_policy_document(arns, s3.kms_key_arn)),
+            policy=pulumi.Output.from_input(key_arn).apply(lambda key: json.dumps(workload_policy_document(arns, key))),
             tags=tags,
             opts=child,
         )
