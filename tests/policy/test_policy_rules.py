@@ -7,6 +7,7 @@ stack's environment, and the exact violation messages expected ([] for a pass fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from qframe_policy.rules import RULES, RULES_BY_NAME
 from infra.config import parse_raw_config
 from infra.offline import REPO_ROOT, load_stack_file, run_program, stack_name_of
 from tests.harness.stacks import happy_stack_files
-from tools.devstack.pulumi_cli import ENVIRONMENT_POLICY, policy_config
+from tools.devstack.paths import StateDirs
+from tools.devstack.pulumi_cli import ENVIRONMENT_POLICY, PulumiWorkspace, policy_config
 
 pytestmark = pytest.mark.policy
 
@@ -200,3 +202,13 @@ def test_devstack_hands_the_stack_environment_to_the_pack() -> None:
     # The model's default environment when the stack file does not say.
     assert policy_config({}) == {ENVIRONMENT_POLICY: {"environment": "dev"}}
     assert RULES_BY_NAME[ENVIRONMENT_POLICY].uses_environment
+
+
+def test_make_up_and_preview_pass_the_pack_and_its_config(tmp_path: Path) -> None:
+    """What tools/devstack adds to `pulumi up` / `pulumi preview`: the analyzer and the stack's environment."""
+    workspace = PulumiWorkspace(StateDirs(tmp_path), "aws")
+    args = workspace.policy_args()
+    config_path = tmp_path / "policy-config.aws.json"
+    assert args == ["--policy-pack", str(REPO_ROOT / "policy" / "analyzer"), "--policy-pack-config", str(config_path)]
+    assert json.loads(config_path.read_text()) == {ENVIRONMENT_POLICY: {"environment": "prod"}}
+    assert (REPO_ROOT / "policy" / "analyzer").stat().st_mode & 0o111, "policy/analyzer must be executable"
