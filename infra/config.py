@@ -353,6 +353,20 @@ class InClusterPostgresSettings(Closed):
     )
 
 
+def _pem_bundle(value: str) -> str:
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----", value)
+    rest = re.sub(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----", "", value)
+    if not blocks or rest.strip():
+        raise ValueError(
+            "is not a PEM certificate bundle (only -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- "
+            "blocks); give the RDS CA bundle of the stack's region"
+        )
+    return value
+
+
+PemBundle = Annotated[str, AfterValidator(_pem_bundle)]
+
+
 class RdsSettings(Closed):
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = "db.t4g.micro"
     engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = "16.4"
@@ -361,6 +375,9 @@ class RdsSettings(Closed):
     multi_az: bool = False
     subnet_ids: list[SubnetId] = Field(default_factory=list)
     security_group_ids: list[SecurityGroupId] = Field(default_factory=list)
+    # The RDS certificate authorities (PEM) the init Job verifies the server with (sslmode
+    # verify-full); without it the Job still requires TLS but cannot tell RDS from an impostor.
+    ca_bundle: PemBundle | None = None
 
 
 class PostgresSettings(Closed):
@@ -704,6 +721,16 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # NVIDIA instance families (g4dn, g5, g6e, p4d, p5, ...); the GPU AMI and device plugin need them.
 # g4ad carries AMD GPUs, which the NVIDIA AMI cannot drive.
 _GPU_INSTANCE = re.compile(r"^(?!g4ad\.)(g[0-9]+|p[0-9]+)[a-z]*\.[a-z0-9]+$")
+# The cluster-autoscaler release per EKS minor: its minor must equal the cluster's (it vendors that
+# Kubernetes' scheduler). Each is the newest patch SIG Autoscaling released for that minor when
+# pinned; 1.30 has none pinned, so a 1.30 cluster names its own tag.
+CLUSTER_AUTOSCALER_RELEASES: dict[str, str] = {
+    "1.31": "v1.31.5",
+    "1.32": "v1.32.4",
+    "1.33": "v1.33.2",
+    "1.34": "v1.34.1",
+}
+_CLUSTER_AUTOSCALER_TAG = re.compile(r"^v(1\.[0-9]{2})\.[0-9]+$")
 
 
 def _vpc_cidr(value: str) -> str:
@@ -869,6 +896,17 @@ def _default_log_types() -> list[str]:
     return ["api", "audit", "authenticator"]
 
 
+class ClusterAutoscalerSettings(Closed):
+    """The cluster-autoscaler (charts/cluster-autoscaler) scaling the node groups, with its IRSA role."""
+
+    enabled: bool = True
+    # Empty: CLUSTER_AUTOSCALER_RELEASES[version]. The image is <images.registry>/cluster-autoscaler.
+    image_tag: Annotated[
+        str,
+        _matches(re.compile(f"^$|{_CLUSTER_AUTOSCALER_TAG.pattern}"), "a cluster-autoscaler release tag", "v1.32.4"),
+    ] = ""
+
+
 class EksSettings(Closed):
     """The EKS cluster; its Kubernetes provider deploys every Kubernetes component of the stack."""
 
@@ -877,6 +915,40 @@ class EksSettings(Closed):
     endpoint_public_access_cidrs: Annotated[list[PublicAccessCidr], Field(max_length=40)] = Field(default_factory=list)
     logging: list[EKS_LOG_TYPES] = Field(default_factory=_default_log_types)  # type: ignore[arg-type]
     node_groups: NodeGroups = Field(default_factory=NodeGroups)
+    cluster_autoscaler: ClusterAutoscalerSettings = Field(default_factory=ClusterAutoscalerSettings)
+
+    @property
+    def cluster_autoscaler_tag(self) -> str:
+        """The autoscaler image's tag: the configured one, else the release pinned for ``version``."""
+        return self.cluster_autoscaler.image_tag or CLUSTER_AUTOSCALER_RELEASES[self.version]
+
+    @model_validator(mode="after")
+    def _autoscaler_release(self) -> Self:
+        settings, at = self.cluster_autoscaler, "clusterAutoscaler.imageTag"
+        if not settings.enabled:
+            if settings.image_tag:
+                raise RuleError(
+                    at,
+                    settings.image_tag,
+                    "is read only with clusterAutoscaler.enabled, so nothing would read it; remove it",
+                )
+            return self
+        match = _CLUSTER_AUTOSCALER_TAG.fullmatch(settings.image_tag)
+        if match is not None and match.group(1) != self.version:
+            raise RuleError(
+                at,
+                settings.image_tag,
+                f"is cluster-autoscaler {match.group(1)}, but the cluster runs Kubernetes {self.version}; the "
+                f"autoscaler's minor must equal the cluster's: use a v{self.version}.x release",
+            )
+        if not settings.image_tag and self.version not in CLUSTER_AUTOSCALER_RELEASES:
+            raise RuleError(
+                at,
+                "",
+                f"no cluster-autoscaler release is pinned for EKS {self.version}; set a v{self.version}.x tag "
+                "(mirrored into images.registry as cluster-autoscaler)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _lists(self) -> Self:

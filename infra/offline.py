@@ -123,6 +123,10 @@ def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -
             "repositoryUrl": f"{MOCK_ACCOUNT}.dkr.ecr.mock.amazonaws.com/{inputs.get('name', name)}"
         },
         "aws:rds/instance:Instance": lambda: {"address": f"{name}.mock-rds.example"},
+        # EKS names a managed group's Auto Scaling group eks-<group>-<uuid>.
+        "aws:eks/nodeGroup:NodeGroup": lambda: {
+            "resources": [{"autoscalingGroups": [{"name": f"eks-{inputs.get('nodeGroupName', name)}-mock"}]}]
+        },
     }
     build = computed.get(resource_type)
     return build() if build is not None else {}

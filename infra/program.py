@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from infra.components.aws import cluster_autoscaler as autoscaler
 from infra.components.aws import cluster_name
 from infra.components.aws.ecr import Ecr, EcrArgs, repository_names
 from infra.components.aws.eks import EksCluster, EksClusterArgs
@@ -91,6 +92,7 @@ def deploy(cfg: StackConfig) -> None:
     # Services go into the namespace only once its baseline (default-deny, limits) is in place.
     service_opts = pulumi.ResourceOptions(providers=providers, depends_on=[tenancy])
     namespace = tenancy.namespace_name
+    deploy_cluster_autoscaler(cfg, eks, nodes, namespace=namespace, providers=providers, tags=tags)
     images = cfg.images
     # Each kind exposes the same outputs, so nothing below the branch depends on it.
     store = cfg.object_store
@@ -182,14 +184,7 @@ def deploy(cfg: StackConfig) -> None:
         pulumi.export("jupyterhub_url", jupyterhub.url)
     pulumi.export("environment", cfg.environment)
     pulumi.export("namespace", tenancy.namespace_name)
-    pulumi.export("object_store_endpoint", object_store.endpoint)
-    pulumi.export("object_store_buckets", object_store.buckets)
-    pulumi.export("object_store_credentials_secrets", object_store.credentials_secrets)
-    pulumi.export("postgres_host", postgres.host)
-    pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
-    pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)
-    pulumi.export("kafka_topics", kafka.topics)
-    pulumi.export("kafka_credentials_secrets", kafka.credentials_secrets)
+    export_data_services(object_store, postgres, kafka)
     if mlflow is not None:
         pulumi.export("mlflow_tracking_uri", mlflow.tracking_uri)
         pulumi.export("mlflow_auth_secret", mlflow.auth_secret)
@@ -243,7 +238,7 @@ def deploy_aws_platform(
         ecr = Ecr(
             "ecr",
             EcrArgs(
-                repositories=repository_names(cfg.images.registry, deployed_images(cfg)),
+                repositories=repository_names(cfg.images.registry, [*deployed_images(cfg), *mirrored_images(aws_cfg)]),
                 keep_last=aws_cfg.ecr.keep_last,
                 tags=tags,
             ),
@@ -279,6 +274,7 @@ def deploy_aws_platform(
             subnet_ids=network.private_subnet_ids,
             region=aws_cfg.region,
             tags=tags,
+            autoscaler_cluster=name if aws_cfg.eks.cluster_autoscaler.enabled else None,
         ),
         opts=pulumi.ResourceOptions(providers=providers, depends_on=[eks.cluster]),
     )
@@ -410,3 +406,56 @@ def deploy_compute(
             addresses, ray_client=ray_client_address(cfg.namespace), ray_dashboard=ray_dashboard(cfg.namespace)
         )
     return addresses
+
+
+def export_data_services(
+    object_store: MinioObjectStore | S3ObjectStore, postgres: InClusterPostgres | RdsPostgres, kafka: Kafka
+) -> None:
+    """The data services' endpoints and the Secrets their consumers read, as stack outputs."""
+    pulumi.export("object_store_endpoint", object_store.endpoint)
+    pulumi.export("object_store_buckets", object_store.buckets)
+    pulumi.export("object_store_credentials_secrets", object_store.credentials_secrets)
+    pulumi.export("postgres_host", postgres.host)
+    pulumi.export("postgres_connection_secrets", postgres.connection_secrets)
+    pulumi.export("kafka_bootstrap_servers", kafka.bootstrap_servers)
+    pulumi.export("kafka_topics", kafka.topics)
+    pulumi.export("kafka_credentials_secrets", kafka.credentials_secrets)
+
+
+def mirrored_images(aws_cfg: AwsSettings) -> list[str]:
+    """Images the stack runs but does not build (upstream releases mirrored into its registry)."""
+    eks = aws_cfg.eks
+    return [autoscaler.IMAGE_NAME] if eks is not None and eks.cluster_autoscaler.enabled else []
+
+
+def deploy_cluster_autoscaler(
+    cfg: StackConfig,
+    eks: EksCluster | None,
+    nodes: list[pulumi.Resource],
+    *,
+    namespace: pulumi.Input[str],
+    providers: dict[str, pulumi.ProviderResource],
+    tags: dict[str, str],
+) -> autoscaler.ClusterAutoscaler | None:
+    """On EKS (unless turned off): the cluster-autoscaler in the stack's namespace, with its own IRSA role."""
+    eks_cfg = cfg.aws.eks if cfg.aws is not None else None
+    if eks is None or cfg.aws is None or eks_cfg is None or not eks_cfg.cluster_autoscaler.enabled:
+        return None
+    (node_groups,) = [n for n in nodes if isinstance(n, EksNodeGroups)]
+    return autoscaler.ClusterAutoscaler(
+        "cluster-autoscaler",
+        autoscaler.ClusterAutoscalerArgs(
+            cluster_name=cluster_name(pulumi.get_stack()),
+            region=cfg.aws.region,
+            namespace=cfg.namespace,
+            namespace_ref=namespace,
+            oidc_provider_arn=eks.oidc_provider_arn,
+            oidc_issuer=eks.oidc_issuer,
+            autoscaling_group_names=node_groups.autoscaling_group_names,
+            image=autoscaler.image_ref(cfg.images, eks_cfg.cluster_autoscaler_tag),
+            scope=Scope.of(cfg),
+            tags=tags,
+        ),
+        # After the node groups (their Auto Scaling groups' names are in its policy).
+        opts=pulumi.ResourceOptions(providers=providers, depends_on=[*nodes]),
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from infra.components import dask, ray
+from infra.components.aws.cluster_autoscaler import DESCRIBE_ACTIONS
 from infra.components.aws.ecr import lifecycle_policy, repository_names
 from infra.components.aws.eks import kubeconfig, vpc_config
 from infra.components.aws.irsa import WorkloadAccess, permission_policy, trust_policy
@@ -57,6 +58,10 @@ REPOSITORY = "aws:ecr/repository:Repository"
 # three zones (NAT per zone), the cluster with a key of its own, two node groups, five IRSA roles,
 # one ECR repository per deployed image, and RDS in the stack's VPC behind a security group of its own.
 EXPECTED_AWS_COUNTS = {
+    # The cluster-autoscaler's discovery tags on both groups' Auto Scaling groups, plus the compute
+    # group's node-template label and taint (test_aws_cluster_autoscaler.py); its role, policy and
+    # ECR repository are counted with the others.
+    "aws:autoscaling/tag:Tag": 6,
     "aws:ec2/eip:Eip": 3,
     "aws:ec2/internetGateway:InternetGateway": 1,
     "aws:ec2/natGateway:NatGateway": 3,
@@ -66,14 +71,14 @@ EXPECTED_AWS_COUNTS = {
     "aws:ec2/subnet:Subnet": 6,
     "aws:ec2/vpc:Vpc": 1,
     "aws:ec2/vpcEndpoint:VpcEndpoint": 3,
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 9,
-    "aws:ecr/repository:Repository": 9,
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": 10,
+    "aws:ecr/repository:Repository": 10,
     "aws:eks/cluster:Cluster": 1,
     "aws:eks/nodeGroup:NodeGroup": 2,
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": 1,
     "aws:iam/policy:Policy": 1,
-    "aws:iam/role:Role": 7,
-    "aws:iam/rolePolicy:RolePolicy": 5,
+    "aws:iam/role:Role": 8,
+    "aws:iam/rolePolicy:RolePolicy": 6,
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 4,
     "aws:kms/key:Key": 1,
     "aws:rds/instance:Instance": 1,
@@ -87,6 +92,7 @@ EXPECTED_AWS_COUNTS = {
     "aws:s3/bucketVersioning:BucketVersioning": 2,
     "pulumi:providers:aws": 1,
     "pulumi:providers:kubernetes": 1,
+    "qframe:aws:ClusterAutoscaler": 1,
     "qframe:aws:Ecr": 1,
     "qframe:aws:EksCluster": 1,
     "qframe:aws:Irsa": 1,
@@ -168,7 +174,8 @@ def test_eks_adds_aws_resources_only_the_kubernetes_objects_are_the_same(aws_run
         "kubernetes:core/v1:ServiceAccount::irsa-dask-workers-account",
         "kubernetes:core/v1:ServiceAccount::irsa-ray-workers-account",
     ]
-    assert kubernetes(aws_run) == sorted(kubernetes(plain) + irsa_accounts)
+    autoscaler = ["kubernetes:helm.sh/v3:Release::cluster-autoscaler-release"]
+    assert kubernetes(aws_run) == sorted(kubernetes(plain) + irsa_accounts + autoscaler)
     assert not plain.of_type(CLUSTER_TYPE)
     assert [p.name for p in plain.of_type("pulumi:providers:kubernetes")] == ["k8s"]
     assert "kubeconfig" not in plain.one("pulumi:providers:kubernetes").inputs
@@ -488,7 +495,8 @@ def _expected_permissions(bucket: str, prefix: str) -> dict[str, Any]:
 
 
 def test_each_workload_policy_is_exact(aws_run: ProgramRun) -> None:
-    policies = {r.name: r.inputs for r in aws_run.of_type(POLICY)}
+    # The cluster-autoscaler's policy is asserted in test_aws_cluster_autoscaler.py.
+    policies = {r.name: r.inputs for r in aws_run.of_type(POLICY) if r.name.startswith("irsa-")}
     expected = {
         "irsa-ingestion-s3": _expected_permissions(LAKE, "datasets/"),
         "irsa-mlflow-s3": _expected_permissions(ARTIFACTS, ""),
@@ -534,9 +542,21 @@ def test_no_iam_document_grants_a_wildcard_action_or_resource(path: Any) -> None
             for action in actions:
                 assert action != "*", name
                 assert not action.endswith(":*"), f"{name}: {action}"
+            if name == "cluster-autoscaler-policy.policy" and statement.get("Sid") == "Discover":
+                # The one documented exception: Describe calls take no resource ARNs.
+                assert statement["Resource"] == "*"
+                assert actions == list(DESCRIBE_ACTIONS), actions
+                continue
             resources = statement.get("Resource", [])
             for resource in resources if isinstance(resources, list) else [resources]:
                 assert resource != "*", name
+                if resource.startswith("arn:aws:autoscaling:"):
+                    # An Auto Scaling group by name: its id, the middle part, is unknown until created.
+                    head, _, group = resource.rpartition(":autoScalingGroupName/")
+                    assert head.endswith(":autoScalingGroup:*"), f"{name}: {resource}"
+                    assert group, f"{name}: {resource}"
+                    assert "*" not in group, f"{name}: {resource}"
+                    continue
                 if "*" in resource:
                     # Object ARNs end in "<bucket>/<prefix>*"; no other wildcard is allowed.
                     assert resource.startswith("arn:aws:s3:::"), f"{name}: {resource}"
@@ -569,8 +589,9 @@ def test_repositories_for_exactly_the_deployed_images(aws_run: ProgramRun) -> No
         "kuberay_operator",
     ]
     repositories = by_name(aws_run, REPOSITORY)
+    # The cluster-autoscaler is mirrored, not built, but is pulled from the same registry.
     assert sorted(r["name"] for r in repositories.values()) == sorted(
-        f"qframe/{image.replace('_', '-')}" for image in images
+        [f"qframe/{image.replace('_', '-')}" for image in images] + ["qframe/cluster-autoscaler"]
     )
     for inputs in repositories.values():
         assert inputs["imageTagMutability"] == "IMMUTABLE"

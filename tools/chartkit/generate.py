@@ -79,7 +79,9 @@ def expected_files(tree: Layout) -> dict[Path, str]:
         schema = with_shared_defs(json.loads(schema_path.read_text(encoding="utf-8")), chart, fragments)
         files[schema_path] = dump_json(schema)
         values = load_yaml(layout.values_yaml(chart)) or {}
-        files[layout.readme(chart)] = render_readme(load_yaml(chart / "Chart.yaml") or {}, schema, values)
+        design = chart / "DESIGN.md"
+        notes = design.read_text(encoding="utf-8") if design.is_file() else ""
+        files[layout.readme(chart)] = render_readme(load_yaml(chart / "Chart.yaml") or {}, schema, values, notes)
     return files
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws import COMPUTE_POOL, COMPUTE_TAINT_KEY, POOL_LABEL, managed_policy_arn, service_trust_policy
+from infra.components.aws.cluster_autoscaler import autoscaling_group_tags
 from infra.components.object_store.s3 import partition
 from infra.config import NodeGroups, NodeGroupSettings, instance_architecture
 
@@ -84,12 +86,17 @@ class NodeGroupsArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     region: str
     tags: Mapping[str, str]
+    autoscaler_cluster: str | None = None
+    """The cluster's name when the cluster-autoscaler runs: each group's Auto Scaling group gets its
+    discovery and node-template tags (infra/components/aws/cluster_autoscaler.py)."""
 
 
 class EksNodeGroups(pulumi.ComponentResource):
     """The node role and one managed node group per configured group."""
 
     groups: dict[str, aws.eks.NodeGroup]
+    autoscaling_group_names: dict[str, pulumi.Output[str]]
+    """Group -> the name of the Auto Scaling group EKS made for it."""
 
     def __init__(self, name: str, args: NodeGroupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("qframe:aws:NodeGroups", name, None, opts)
@@ -112,6 +119,7 @@ class EksNodeGroups(pulumi.ComponentResource):
             for policy in NODE_POLICIES
         ]
         self.groups = {}
+        self.autoscaling_group_names = {}
         for spec in group_specs(args.settings):
             self.groups[spec.name] = aws.eks.NodeGroup(
                 f"{name}-{spec.name}",
@@ -133,4 +141,31 @@ class EksNodeGroups(pulumi.ComponentResource):
                     parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]
                 ),
             )
-        self.register_outputs({"groups": {key: group.arn for key, group in self.groups.items()}})
+            asg_name = self.groups[spec.name].resources.apply(_autoscaling_group_name)
+            self.autoscaling_group_names[spec.name] = asg_name
+            if args.autoscaler_cluster is not None:
+                # Node group tags stay on the EKS object; the autoscaler reads the Auto Scaling group's.
+                asg_tags = autoscaling_group_tags(
+                    group=spec.name, cluster=args.autoscaler_cluster, labels=spec.labels, taints=spec.taints
+                )
+                for key, value in asg_tags.items():
+                    aws.autoscaling.Tag(
+                        f"{name}-{spec.name}-asg-tag-{key}",
+                        autoscaling_group_name=asg_name,
+                        tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                        opts=child,
+                    )
+        self.register_outputs(
+            {
+                "groups": {key: group.arn for key, group in self.groups.items()},
+                "autoscaling_group_names": self.autoscaling_group_names,
+            }
+        )
+
+
+def _autoscaling_group_name(resources: Any) -> str:
+    """The one Auto Scaling group among a managed node group's resources (typed outputs, or plain dicts)."""
+    first = resources[0]
+    groups = first["autoscaling_groups"] if isinstance(first, dict) else first.autoscaling_groups
+    group = groups[0]
+    return str(group["name"] if isinstance(group, dict) else group.name)
