@@ -469,3 +469,17 @@ def test_init_job_verifies_the_server_with_a_ca_bundle() -> None:
     )
     assert config_map_data(["mlflow"], "-----BEGIN CERTIFICATE-----\n")["rds-ca.pem"].startswith("-----BEGIN")
     assert "rds-ca.pem" not in config_map_data(["mlflow"], None)
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBmock\n-----END CERTIFICATE-----\n"
+
+
+def test_with_the_rds_ca_bundle_the_init_job_verifies_the_server() -> None:
+    postgres = json.loads(load_stack_file(AWS_STACK)["qframe-research:postgres"])
+    postgres["rds"]["caBundle"] = PEM
+    run = run_program(AWS_STACK, overrides={"postgres": postgres}, program=_program)
+    [container] = run.one(JOB).inputs["spec"]["template"]["spec"]["containers"]
+    dsn = container["command"][container["command"].index("--dsn") + 1]
+    assert dsn.endswith(" sslmode=verify-full sslrootcert=/opt/init-databases/rds-ca.pem")
+    config_map = run.one("kubernetes:core/v1:ConfigMap", "postgres-init-databases").inputs
+    assert config_map["data"]["rds-ca.pem"] == PEM

@@ -9,7 +9,8 @@ carry) or the subnets and security groups named in ``postgres.rds``. The AWS pro
 the program through ``providers=`` (infra/providers.py).
 
 Each consumer has its own database and login, as in the in-cluster variant: the Job built in
-rds_init.py runs the in-cluster chart's init script against the RDS endpoint over TLS and creates
+rds_init.py runs the in-cluster chart's init script against the RDS endpoint over TLS
+(``sslmode=verify-full`` against ``postgres.rds.caBundle`` when given, else ``require``) and creates
 or updates one role (a ``GeneratedPassword``) and one database per consumer. The consumers'
 Secrets (``postgres-<consumer>``) carry only their own login; the master login
 (``MASTER_USERNAME``, a ``GeneratedPassword`` too) is in ``SUPERUSER_SECRET`` alone, which only
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -89,8 +90,6 @@ class RdsPostgresArgs:
     image: ImageRef
     """The postgres image (python3 + psycopg): the init Job runs the chart's script with it."""
     network: StackNetwork | None = None
-    ca_bundle: str | None = field(default=None)
-    """PEM of the RDS certificate authorities: the init Job then verifies the server (verify-full)."""
 
 
 class RdsPostgres(pulumi.ComponentResource):
@@ -247,7 +246,7 @@ class RdsPostgres(pulumi.ComponentResource):
         script = k8s.core.v1.ConfigMap(
             f"{name}-init-databases",
             metadata={"name": rds_init.JOB_NAME, "namespace": namespace, "labels": labels},
-            data=rds_init.config_map_data(CONSUMERS, args.ca_bundle),
+            data=rds_init.config_map_data(CONSUMERS, args.settings.ca_bundle),
             opts=child,
         )
         policy = k8s.networking.v1.NetworkPolicy(
@@ -269,7 +268,8 @@ class RdsPostgres(pulumi.ComponentResource):
                 superuser_secret=SUPERUSER_SECRET,
                 consumer_secrets=secrets,
                 digest=str(values[1]),
-                verify_ca=bool(args.ca_bundle),
+                # With postgres.rds.caBundle the Job verifies the server; else TLS without verification.
+                verify_ca=bool(args.settings.ca_bundle),
             )
         )
         return k8s.batch.v1.Job(
