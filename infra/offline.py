@@ -125,7 +125,9 @@ def computed_outputs(resource_type: str, name: str, inputs: Mapping[str, Any]) -
         "aws:rds/instance:Instance": lambda: {"address": f"{name}.mock-rds.example"},
         # EKS names a managed group's Auto Scaling group eks-<group>-<uuid>.
         "aws:eks/nodeGroup:NodeGroup": lambda: {
-            "resources": [{"autoscalingGroups": [{"name": f"eks-{inputs.get('nodeGroupName', name)}-mock"}]}]
+            "arn": f"arn:aws:eks:mock:{MOCK_ACCOUNT}:nodegroup/{inputs.get('clusterName')}/"
+            f"{inputs.get('nodeGroupName', name)}/mock-id",
+            "resources": [{"autoscalingGroups": [{"name": f"eks-{inputs.get('nodeGroupName', name)}-mock"}]}],
         },
     }
     build = computed.get(resource_type)

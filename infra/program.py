@@ -452,6 +452,7 @@ def deploy_cluster_autoscaler(
             oidc_provider_arn=eks.oidc_provider_arn,
             oidc_issuer=eks.oidc_issuer,
             autoscaling_group_names=node_groups.autoscaling_group_names,
+            node_group_arns=[group.arn for group in node_groups.groups.values()],
             image=autoscaler.image_ref(cfg.images, eks_cfg.cluster_autoscaler_tag),
             scope=Scope.of(cfg),
             tags=tags,

@@ -115,10 +115,18 @@ def test_policy_document_is_exact(aws_run: ProgramRun) -> None:
                     "ec2:DescribeInstanceTypes",
                     "ec2:DescribeLaunchTemplateVersions",
                     "ec2:GetInstanceTypesFromInstanceRequirements",
-                    "eks:DescribeNodegroup",
                 ],
-                # Describe calls take no resource ARNs: the one statement whose Resource is "*".
+                # These calls take no resource ARNs: the one statement whose Resource is "*".
                 "Resource": "*",
+            },
+            {
+                "Sid": "ReadNodeGroups",
+                "Effect": "Allow",
+                "Action": "eks:DescribeNodegroup",
+                "Resource": [
+                    f"arn:aws:eks:mock:{MOCK_ACCOUNT}:nodegroup/{CLUSTER}/compute/mock-id",
+                    f"arn:aws:eks:mock:{MOCK_ACCOUNT}:nodegroup/{CLUSTER}/system/mock-id",
+                ],
             },
             {
                 "Sid": "ScaleOwnedGroups",
@@ -132,15 +140,17 @@ def test_policy_document_is_exact(aws_run: ProgramRun) -> None:
 
 
 def test_only_describe_actions_get_the_wildcard_resource() -> None:
-    document = permission_policy(cluster="c", partition="aws", region="r", account="1", group_names=["b", "a"])
-    for statement in document["Statement"]:
-        actions = statement["Action"]
-        if statement["Resource"] == "*":
-            assert all(a.split(":")[1].startswith(("Describe", "Get")) for a in actions), actions
-        else:
-            assert not any(a.split(":")[1].startswith(("Describe", "Get")) for a in actions), actions
-            assert statement["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/c": "owned"}}
-    assert document["Statement"][1]["Resource"] == [
+    document = permission_policy(
+        cluster="c", partition="aws", region="r", account="1", group_names=["b", "a"], node_group_arns=["n2", "n1"]
+    )
+    discover, read, scale = document["Statement"]
+    assert discover["Resource"] == "*"
+    assert all(a.split(":")[1].startswith(("Describe", "Get")) for a in discover["Action"]), discover
+    assert "eks:DescribeNodegroup" not in discover["Action"]
+    assert read["Resource"] == ["n1", "n2"]
+    assert not any(a.split(":")[1].startswith(("Describe", "Get")) for a in scale["Action"]), scale
+    assert scale["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/c": "owned"}}
+    assert scale["Resource"] == [
         "arn:aws:autoscaling:r:1:autoScalingGroup:*:autoScalingGroupName/a",
         "arn:aws:autoscaling:r:1:autoScalingGroup:*:autoScalingGroupName/b",
     ]

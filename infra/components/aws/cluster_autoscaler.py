@@ -1,11 +1,12 @@
 """The cluster-autoscaler on EKS: its IRSA role, the node groups' discovery tags, and our chart.
 
 The autoscaler finds the node groups' Auto Scaling groups by two tag keys (auto-discovery) and
-changes only their desired size. Its role may describe anything (Describe calls take no resource
-ARNs) but scale or terminate only in this stack's groups, and only while a group carries the
-``owned`` tag of this cluster. Groups that may be empty (``compute``, ``gpu``) also carry
-node-template tags naming the labels and taints their nodes will have, so the autoscaler can tell
-which pending pods a new node would fit before any node of the group exists (scale from zero).
+changes only their desired size. Its role may make the Describe calls that take no resource ARN,
+read only this stack's EKS node groups, and scale or terminate only in this stack's Auto Scaling
+groups, and only while a group carries the ``owned`` tag of this cluster. Groups that may be empty
+(``compute``, ``gpu``) also carry node-template tags naming the labels and taints their nodes will
+have, so the autoscaler can tell which pending pods a new node would fit before any node of the
+group exists (scale from zero).
 
 The chart runs in the stack's namespace (restricted Pod Security, default-deny NetworkPolicies,
 one destroy removes it); charts/cluster-autoscaler/README.md says why not ``kube-system``.
@@ -42,8 +43,9 @@ ALWAYS_RUNNING_GROUPS: frozenset[str] = frozenset({"system"})
 _TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 
 # Read-only calls the autoscaler makes to find the groups, their instance types and launch
-# templates, the EKS node group's labels and taints, and recent scaling failures. None of them
-# accepts a resource ARN, so their statement is the one whose Resource is "*".
+# templates, and recent scaling failures. None of them accepts a resource ARN (the Service
+# Authorization Reference lists no resource type for them), so their statement is the one whose
+# Resource is "*".
 DESCRIBE_ACTIONS: tuple[str, ...] = (
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeAutoScalingInstances",
@@ -54,8 +56,9 @@ DESCRIBE_ACTIONS: tuple[str, ...] = (
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:GetInstanceTypesFromInstanceRequirements",
-    "eks:DescribeNodegroup",
 )
+# The EKS node group's labels, taints and resources (scale from zero); scoped to our node groups.
+NODEGROUP_ACTION = "eks:DescribeNodegroup"
 # The only changes it makes: a group's desired size, and removing one instance from a group.
 SCALE_ACTIONS: tuple[str, ...] = (
     "autoscaling:SetDesiredCapacity",
@@ -98,13 +101,26 @@ def autoscaling_group_arn(*, partition: str, region: str, account: str, name: st
 
 
 def permission_policy(
-    *, cluster: str, partition: str, region: str, account: str, group_names: Sequence[str]
+    *,
+    cluster: str,
+    partition: str,
+    region: str,
+    account: str,
+    group_names: Sequence[str],
+    node_group_arns: Sequence[str],
 ) -> dict[str, Any]:
-    """Describe anything; scale and terminate only in the named groups, and only while they are owned."""
+    """Describe what takes no ARN; read only our node groups; scale and terminate only in the named
+    Auto Scaling groups, and only while they are owned."""
     return {
         "Version": IAM_VERSION,
         "Statement": [
             {"Sid": "Discover", "Effect": "Allow", "Action": list(DESCRIBE_ACTIONS), "Resource": "*"},
+            {
+                "Sid": "ReadNodeGroups",
+                "Effect": "Allow",
+                "Action": NODEGROUP_ACTION,
+                "Resource": sorted(node_group_arns),
+            },
             {
                 "Sid": "ScaleOwnedGroups",
                 "Effect": "Allow",
@@ -154,6 +170,8 @@ class ClusterAutoscalerArgs:
     oidc_issuer: pulumi.Input[str]
     autoscaling_group_names: Mapping[str, pulumi.Input[str]]
     """Node group -> its Auto Scaling group's name (``EksNodeGroups.autoscaling_group_names``)."""
+    node_group_arns: Sequence[pulumi.Input[str]]
+    """The EKS node groups' ARNs (``eks:DescribeNodegroup`` is allowed on exactly these)."""
     image: ImageRef
     scope: Scope
     tags: Mapping[str, str]
@@ -179,9 +197,11 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=role.id,
-            policy=pulumi.Output.all(args.oidc_provider_arn, *(args.autoscaling_group_names[g] for g in groups)).apply(
-                _policy_json(args)
-            ),
+            policy=pulumi.Output.all(
+                args.oidc_provider_arn,
+                pulumi.Output.all(*args.node_group_arns),
+                *(args.autoscaling_group_names[g] for g in groups),
+            ).apply(_policy_json(args)),
             opts=child,
         )
         # The pod must find its permissions in place when it first asks AWS.
@@ -211,7 +231,8 @@ def _trust_json(namespace: str) -> Callable[[list[Any]], str]:
 
 
 def _policy_json(args: ClusterAutoscalerArgs) -> Callable[[list[Any]], str]:
-    """The permission policy from ``[oidc_provider_arn, *group names]`` (the account comes from the ARN)."""
+    """The permission policy from ``[oidc_provider_arn, node group ARNs, *Auto Scaling group names]``
+    (the account comes from the provider's ARN)."""
 
     def build(values: list[Any]) -> str:
         document = permission_policy(
@@ -219,7 +240,8 @@ def _policy_json(args: ClusterAutoscalerArgs) -> Callable[[list[Any]], str]:
             partition=partition(args.region),
             region=args.region,
             account=account_of(str(values[0])),
-            group_names=[str(v) for v in values[1:]],
+            group_names=[str(v) for v in values[2:]],
+            node_group_arns=[str(v) for v in values[1]],
         )
         return json.dumps(document)
 
