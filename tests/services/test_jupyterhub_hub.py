@@ -427,6 +427,20 @@ def test_with_a_user_service_account_kubespawner_mounts_its_token_and_says_why(t
     assert rule_service_account_token_on_pod(context) == []
 
 
+def test_an_identity_only_account_names_the_pods_account_without_mounting_its_token(tmp_path: Path) -> None:
+    # IRSA without Dask: the servers run as `notebooks` for its IAM role (the EKS webhook mounts
+    # the web-identity token); no Kubernetes API token, no annotation claiming a need for one.
+    pod, _, policy = user_pod(tmp_path, "small", {"serviceAccount": "notebooks", "serviceAccountPurpose": ""})
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "notebooks"
+    assert spec["automountServiceAccountToken"] is False
+    assert "qframe.io/needs-service-account-token" not in (pod["metadata"].get("annotations") or {})
+    # ... and the API server stays closed to them: the hub's port is the only egress rule.
+    assert [rule.get("ports") for rule in policy["spec"]["egress"]] == [[{"protocol": "TCP", "port": 8081}]]
+    (context,) = pod_contexts({"kind": "Pod", **pod})
+    assert rule_service_account_token_on_pod(context) == []
+
+
 def test_the_gpu_profile_adds_the_gpu_its_node_selector_and_toleration(tmp_path: Path) -> None:
     pod, _pvc, _policy = user_pod(tmp_path, "gpu")
     spec = pod["spec"]
