@@ -93,6 +93,36 @@ def _template(labels: dict[str, str], container: dict[str, Any], **spec: Any) ->
     }
 
 
+# A worker's `ray start` needs the head's GCS; until it answers, wait with a plain TCP probe (no
+# `ray` import: that alone took seconds of CPU under KubeRay's 200m init container).
+WAIT_FOR_GCS = """
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+started = time.monotonic()
+while True:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        print(f"GCS at {host}:{port} answered after {time.monotonic() - started:.0f}s")
+        break
+    except OSError as exc:
+        print(f"waiting for the GCS at {host}:{port}: {exc}", flush=True)
+        time.sleep(2)
+"""
+WAIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
+
+
+def wait_for_gcs(image: ImageRef, namespace: str) -> dict[str, Any]:
+    """The worker pods' init container (KubeRay's own is switched off, see operators/kuberay.py)."""
+    return {
+        "name": "wait-for-gcs",
+        "image": image.reference,
+        "imagePullPolicy": image.pull_policy,
+        "command": ["python3", "-c", WAIT_FOR_GCS, head_service(namespace), str(GCS_PORT)],
+        "resources": WAIT_RESOURCES,
+        "securityContext": base.container_security_context(),
+    }
+
+
 def _worker_group(group: RayWorkerGroup, scope: Scope, image: ImageRef, platform: ComputePlatform) -> dict[str, Any]:
     gpu = group.gpu
     container = _container(
@@ -109,6 +139,7 @@ def _worker_group(group: RayWorkerGroup, scope: Scope, image: ImageRef, platform
         "qframe.io/ray-group": group.name,
     }
     extra: dict[str, Any] = {
+        "initContainers": [wait_for_gcs(image, scope.namespace)],
         "automountServiceAccountToken": False,
         **worker_identity(platform, RAY_WORKERS_SERVICE_ACCOUNT),
     }

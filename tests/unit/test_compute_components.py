@@ -20,9 +20,10 @@ from infra.components.operators import kuberay
 from infra.components.operators.platform_env import ComputePlatform
 from infra.config import DaskSettings, RaySettings, StackConfig, StackConfigError, parse_raw_config
 from infra.images import image_ref
-from infra.offline import REPO_ROOT, ProgramRun, run_program
+from infra.offline import REPO_ROOT, ProgramRun, load_stack_file, run_program
 from infra.ops.kube import KIND_TO_RESOURCE
 from infra.ops.scale import plan_dask, plan_ray
+from infra.quantities import parse_quantity
 from infra.scope import Scope
 from tests.harness.operator_crs import cr_schema_errors, pods_as_workloads
 from tests.harness.security import violations
@@ -205,6 +206,30 @@ def test_ray_processes_fork_without_grpc_fork_handlers() -> None:
         env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
         assert env["GRPC_ENABLE_FORK_SUPPORT"] == "0"
         assert "QFRAME_LAKE_URL" in env  # added to the platform's variables, not instead of them
+
+
+def test_a_ray_worker_is_scheduled_on_what_its_group_requests() -> None:
+    """A pod's request is max(sum of containers, biggest init container). KubeRay's injected init
+    container asks a fixed 200m, which doubled the dev stack's 100m workers and left 2 of 4 scaled-up
+    workers Pending on the 2-core node; the operator runs without it and workers bring a 10m wait."""
+    operator = next(
+        o
+        for o in kuberay.build_objects(SCOPE, image_ref(IMAGES, "kuberay_operator"), "qframe")
+        if o["kind"] == "Deployment"
+    )
+    env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ENABLE_INIT_CONTAINER_INJECTION", "value": "false"} in env
+    dev = parse_raw_config(load_stack_file(REPO_ROOT / "Pulumi.dev.yaml")).ray
+    cluster = ray.build_cluster(SCOPE, dev, WORKER, MINIO)
+    for group, spec in zip(dev.worker_groups, cluster["spec"]["workerGroupSpecs"], strict=True):
+        pod = spec["template"]["spec"]
+        (wait,) = pod["initContainers"]
+        assert wait["command"][-2:] == ["ray-head-svc.qframe.svc", "6379"]
+        for resource in ("cpu", "memory"):
+            containers = sum(parse_quantity(c["resources"]["requests"][resource]) for c in pod["containers"])
+            init = max(parse_quantity(c["resources"]["requests"][resource]) for c in pod["initContainers"])
+            configured = parse_quantity(getattr(group.resources.requests, resource))
+            assert max(containers, init) == configured, (group.name, resource)
 
 
 def test_the_crd_check_is_real() -> None:

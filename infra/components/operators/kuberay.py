@@ -56,6 +56,9 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+INIT_CONTAINER_INJECTION_ENV = "ENABLE_INIT_CONTAINER_INJECTION"
+
+
 def selector_labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "operator"}
 
@@ -75,6 +78,11 @@ def build_objects(scope: Scope, image: ImageRef, namespace: str) -> list[dict[st
             f"--metrics-addr=:{METRICS_PORT}",
             f"--health-probe-bind-address=:{HEALTH_PORT}",
         ],
+        # KubeRay would add a "wait-gcs-ready" init container requesting a fixed 200m CPU to every
+        # worker, twice what our workers request, so a worker needed 200m to be scheduled: on the
+        # real node 2 of 4 scaled-up workers stayed Pending on CPU. Our RayCluster brings its own,
+        # lighter wait (infra/components/ray.py).
+        "env": [{"name": INIT_CONTAINER_INJECTION_ENV, "value": "false"}],
         "ports": [
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
