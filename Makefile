@@ -8,6 +8,7 @@ STACK  ?= dev
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+IMAGES ?=
 
 
 .PHONY: help setup venv plan up down preview demo bench bench-data test test-unit test-charts test-services test-policy test-e2e lint fmt clean
@@ -81,9 +82,9 @@ REGISTRY ?=
 images: setup ## build every image in images/ (content tags; cached: seconds when nothing changed)
 	$(VENV)/python -m tools.images build
 
-images-push: venv ## retag qframe/<name>:<tag> to $(REGISTRY)/<name>:<tag> and push (REGISTRY=host/path)
+images-push: venv ## retag qframe/<name>:<tag> to $(REGISTRY)/<name>:<tag> and push (REGISTRY=host/path; IMAGES="a b" for some)
 	@test -n "$(REGISTRY)" || { printf 'error: REGISTRY is not set\n  fix: make images-push REGISTRY=registry.example.com/team\n' >&2; exit 1; }
-	$(VENV)/python -m tools.images push --registry "$(REGISTRY)"
+	$(VENV)/python -m tools.images push --registry "$(REGISTRY)" $(IMAGES)
 
 test-images: setup ## only the images tier (build, run as non-root, probes, no compilers, hadolint)
 	$(VENV)/pytest -m images $(PYTEST_ARGS)

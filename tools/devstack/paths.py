@@ -28,6 +28,7 @@ TOOL_STEPS = {
     "kwokctl": "kwok",
     "helm": "helm",
     "kuberay-operator": "kuberay",
+    "oci-registry": "oci-registry",
 }
 
 
