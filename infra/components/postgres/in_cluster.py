@@ -6,7 +6,7 @@ Kubernetes Secrets; the chart's values name those Secrets and never carry a pass
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,9 @@ from infra.components.postgres import (
     PORT,
     SUPERUSER_SECRET,
     SUPERUSER_SECRET_KEY,
-    connection_uri,
-    consumer_secret_name,
     database_name,
 )
+from infra.components.postgres.consumers import consumer_login
 from infra.config import InClusterPostgresSettings
 from infra.images import ImageRef
 from infra.passwords import GeneratedPassword
@@ -107,20 +106,18 @@ class InClusterPostgres(pulumi.ComponentResource):
         secrets: list[pulumi.Resource] = [superuser]
         names: dict[str, str] = {}
         for consumer in CONSUMERS:
-            password = GeneratedPassword(f"{name}-{consumer}-password", opts=child)
-            secret_name = consumer_secret_name(consumer)
-            data = pulumi.Output.all(host, password.value).apply(_connection_data(database_name(consumer)))
-            secrets.append(
-                credentials_secret(
-                    f"{name}-{consumer}",
-                    name=secret_name,
-                    namespace=namespace,
-                    labels={**labels, "qframe.io/postgres-consumer": consumer},
-                    data=data,
-                    opts=child,
-                )
+            login = consumer_login(
+                name,
+                consumer,
+                host=host,
+                namespace=namespace,
+                labels=labels,
+                tls=False,
+                password_opts=child,
+                opts=child,
             )
-            names[consumer] = secret_name
+            secrets.append(login.secret)
+            names[consumer] = login.secret_name
 
         release = local_chart_release(
             f"{name}-release",
@@ -152,20 +149,3 @@ class InClusterPostgres(pulumi.ComponentResource):
                 "release_name": self.release_name,
             }
         )
-
-
-def _connection_data(user: str) -> Callable[[list[Any]], dict[str, str]]:
-    """The keys of one consumer's Secret, from ``[host, password]`` (for Output.all(...).apply)."""
-
-    def build(values: list[Any]) -> dict[str, str]:
-        host, password = str(values[0]), str(values[1])
-        return {
-            "username": user,
-            "password": password,
-            "database": user,
-            "host": host,
-            "port": str(PORT),
-            "uri": connection_uri(user=user, password=password, host=host, port=PORT, database=user),
-        }
-
-    return build

@@ -21,9 +21,8 @@ that Job mounts. The Job is replaced, and so re-run, when a password changes; ot
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -35,11 +34,9 @@ from infra.components.postgres import (
     PORT,
     SUPERUSER_SECRET,
     SUPERUSER_SECRET_KEY,
-    connection_uri,
-    consumer_secret_name,
-    database_name,
     rds_init,
 )
+from infra.components.postgres.consumers import consumer_login
 from infra.config import PROJECT, RdsSettings
 from infra.images import ImageRef
 from infra.passwords import GeneratedPassword
@@ -184,21 +181,19 @@ class RdsPostgres(pulumi.ComponentResource):
         passwords: list[pulumi.Output[str]] = [master_password.value]
         names: dict[str, str] = {}
         for consumer in CONSUMERS:
-            password = GeneratedPassword(f"{name}-{consumer}-password", opts=stateful)
-            secret_name = consumer_secret_name(consumer)
-            data = pulumi.Output.all(host, password.value).apply(_connection_data(database_name(consumer)))
-            secrets.append(
-                credentials_secret(
-                    f"{name}-{consumer}",
-                    name=secret_name,
-                    namespace=namespace,
-                    labels={**labels, "qframe.io/postgres-consumer": consumer},
-                    data=data,
-                    opts=child,
-                )
+            login = consumer_login(
+                name,
+                consumer,
+                host=host,
+                namespace=namespace,
+                labels=labels,
+                tls=True,
+                password_opts=stateful,
+                opts=child,
             )
-            passwords.append(password.value)
-            names[consumer] = secret_name
+            secrets.append(login.secret)
+            passwords.append(login.password)
+            names[consumer] = login.secret_name
 
         self.init_job = self._init_job(
             name,
@@ -285,20 +280,3 @@ class RdsPostgres(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
-
-
-def _connection_data(user: str) -> Callable[[list[Any]], dict[str, str]]:
-    """The keys of one consumer's Secret, from ``[host, password]`` (for Output.all(...).apply)."""
-
-    def build(values: list[Any]) -> dict[str, str]:
-        host, password = str(values[0]), str(values[1])
-        return {
-            "username": user,
-            "password": password,
-            "database": user,
-            "host": host,
-            "port": str(PORT),
-            "uri": connection_uri(user=user, password=password, host=host, port=PORT, database=user, tls=True),
-        }
-
-    return build
