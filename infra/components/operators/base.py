@@ -30,22 +30,23 @@ TOKEN_NEED_ANNOTATION = "qframe.io/needs-service-account-token"  # noqa: S105 - 
 STACK_WINS_ANNOTATIONS = {"pulumi.com/patchForce": "true"}
 
 
-def pod_security_context() -> dict[str, Any]:
+def pod_security_context(uid: int = IMAGE_UID) -> dict[str, Any]:
+    """``uid``: the image's fixed non-root user (images/<name>/image.toml); ours default to 10001."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": IMAGE_UID,
-        "runAsGroup": IMAGE_UID,
-        "fsGroup": IMAGE_UID,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
-def container_security_context() -> dict[str, Any]:
+def container_security_context(uid: int = IMAGE_UID) -> dict[str, Any]:
     """Restricted: the namespace enforces Pod Security 'restricted', and root fs is read-only."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": IMAGE_UID,
-        "runAsGroup": IMAGE_UID,
+        "runAsUser": uid,
+        "runAsGroup": uid,
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from infra.charts import CHARTS_DIR
+from infra.components.operators import base
 from infra.components.postgres import PORT, SUPERUSER_SECRET_KEY, database_name
 from infra.images import ImageRef
 
@@ -117,16 +118,7 @@ def job_spec(
         # Passwords are files, never environment variables (inherited by every child process).
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": RESOURCES,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": IMAGE_UID,
-            "runAsGroup": IMAGE_UID,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": base.container_security_context(IMAGE_UID),
         "volumeMounts": [
             {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
             {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
@@ -141,13 +133,7 @@ def job_spec(
                 "restartPolicy": "OnFailure",
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": IMAGE_UID,
-                    "runAsGroup": IMAGE_UID,
-                    "fsGroup": IMAGE_UID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": base.pod_security_context(IMAGE_UID),
                 "containers": [container],
                 "volumes": [
                     {"name": "script", "configMap": {"name": config_map}},
