@@ -14,9 +14,9 @@ IMAGE_TAGS: Final[dict[str, str]] = {
     "kuberay-operator": "daebdb4fdda1",
     "minio": "4423890dc088",
     "mlflow": "48c558d27e49",
-    "notebook": "4c7d80b24d0d",
+    "notebook": "57f0cbd190a2",
     "pause": "6b1c8d9097c3",
     "postgres": "011650bba968",
     "tools": "e352548e8e5c",
-    "worker": "2b017417990c",
+    "worker": "8ef7b788d88e",
 }

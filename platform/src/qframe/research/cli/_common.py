@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -68,6 +71,27 @@ def _unavailable_types() -> tuple[type[BaseException], ...]:
     return (CatalogUnavailable, TrackingError)
 
 
+def _quiet_interrupt(signum: int, frame: Any) -> None:
+    # Ctrl-C tears down a local Dask cluster whose scheduler runs in this process: while its comms
+    # close, distributed logs CRITICAL "Closed comm" tracebacks and asyncio "Task exception was never
+    # retrieved" to stderr, before the one line below (1 run in 3 on the CI machine). The command is
+    # ending, so nothing it logs from here on is worth a user's screen.
+    logging.disable(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _interrupt_without_log_noise() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, _quiet_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextmanager
 def plain_errors() -> Iterator[None]:
     """Known errors become one readable line and an exit code instead of a traceback.
@@ -75,7 +99,8 @@ def plain_errors() -> Iterator[None]:
     Anything else still shows its traceback (a bug to report), but through the redaction, like every line here.
     """
     try:
-        yield
+        with _interrupt_without_log_noise():
+            yield
     except typer.Exit:
         raise
     except KeyboardInterrupt:
