@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,7 @@ def _wait_for_port(proc: subprocess.Popen[bytes], log: Path) -> int:
             return int(found.group(1))
         if proc.poll() is not None:
             raise AssertionError(f"oci-registry exited with {proc.returncode}: {log.read_text()}")
-        subprocess.run(["sleep", "0.1"], check=True)
+        time.sleep(0.1)
     raise AssertionError(f"oci-registry did not say its port: {log.read_text()}")
 
 
